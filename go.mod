@@ -1,0 +1,3 @@
+module lode.dev/lode
+
+go 1.26.8
