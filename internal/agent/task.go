@@ -1,0 +1,610 @@
+package agent
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"lode.dev/lode/internal/client"
+	"lode.dev/lode/internal/core"
+	"lode.dev/lode/internal/data"
+	"lode.dev/lode/internal/store"
+	"lode.dev/lode/internal/wire"
+)
+
+// task runs one rank of an attempt on this node.
+type task struct {
+	agent *Agent
+	c     *client.Client
+	as    wire.Assignment
+	fence store.Fence
+	rank  int
+	gpus  []int
+	log   *slog.Logger
+
+	dir, work, ckptDir, outDir, metricsFile string
+	// metricsPos is how far the metrics file has been shipped; only the
+	// goroutine running execute touches it.
+	metricsPos int64
+
+	stopOnce   sync.Once
+	stopCh     chan struct{}
+	stopReason string
+	report     bool
+	done       chan struct{}
+}
+
+func newTask(a *Agent, c *client.Client, as wire.Assignment, gpus []int) *task {
+	return &task{
+		agent: a, c: c, as: as, gpus: gpus, rank: as.Task.Rank,
+		fence:  store.Fence{AttemptID: as.Task.AttemptID, Token: as.FencingToken},
+		log:    a.log.With(slog.String("job", as.Job.ID), slog.String("attempt", as.Task.AttemptID), slog.Int("rank", as.Task.Rank)),
+		stopCh: make(chan struct{}), done: make(chan struct{}),
+	}
+}
+
+// stop asks the task to end; report says whether to tell the server it was
+// killed (not when the server already considers it gone).
+func (t *task) stop(reason string, report bool) {
+	t.stopOnce.Do(func() {
+		t.stopReason, t.report = reason, report
+		close(t.stopCh)
+	})
+}
+
+// errFenced ends a task whose attempt is no longer current: it must write
+// nothing more.
+var errFenced = errors.New("attempt is no longer current")
+
+// run prepares the task's directory, runs its command and reports how it
+// ended. Whatever happens, the task's directory (which holds decrypted data)
+// is removed before run returns.
+func (t *task) run(ctx context.Context) {
+	defer close(t.done)
+	t.dir = filepath.Join(t.agent.cfg.Dir, "tasks", fmt.Sprintf("%s-r%d", t.fence.AttemptID, t.rank))
+	defer func() {
+		if err := os.RemoveAll(t.dir); err != nil {
+			t.log.Error("could not remove task directory", slog.String("dir", t.dir), slog.Any("err", err))
+		}
+	}()
+	t.log.Info("task starting", slog.String("name", t.as.Job.Name))
+	if err := t.prepare(ctx); err != nil {
+		if ctx.Err() != nil || errors.Is(err, errFenced) {
+			return
+		}
+		t.log.Error("task could not be prepared", slog.Any("err", err))
+		t.shipLine(ctx, store.Stderr, fmt.Sprintf("lode: cannot prepare the task: %v\n", err))
+		t.finish(ctx, core.TaskExited, 1, "prepare: "+err.Error())
+		return
+	}
+	select {
+	case <-t.stopCh:
+		t.finish(ctx, core.TaskKilled, -1, t.stopReason)
+		return
+	default:
+	}
+	if err := t.c.TaskStatus(ctx, t.fence, t.rank, &wire.TaskStatus{State: core.TaskRunning}); err != nil {
+		t.log.Warn("could not report the task running; not starting it", slog.Any("err", err))
+		return
+	}
+	code, msg, state := t.execute(ctx)
+	t.finish(ctx, state, code, msg)
+}
+
+// finish reports the task's end, retrying while the server is unreachable.
+func (t *task) finish(ctx context.Context, state core.TaskState, code int, msg string) {
+	if state == core.TaskKilled && !t.report {
+		return
+	}
+	st := &wire.TaskStatus{State: state, ExitCode: code, Message: msg}
+	b := backoff{min: 200 * time.Millisecond, max: 5 * time.Second}
+	for {
+		err := t.c.TaskStatus(ctx, t.fence, t.rank, st)
+		if err == nil || !errors.Is(err, client.ErrUnreachable) {
+			if err != nil && !errors.Is(err, store.ErrFenced) {
+				t.log.Error("could not report the task's end", slog.Any("err", err))
+			}
+			t.log.Info("task ended", slog.String("state", string(state)), slog.Int("exit_code", code))
+			return
+		}
+		if !sleep(ctx, b.next()) {
+			return
+		}
+	}
+}
+
+// resolve maps a path of the spec to a path on this node: relative paths
+// are inside the working directory, absolute ones inside the task's own
+// filesystem root (the process runtime has no mount namespace).
+func (t *task) resolve(p string) string {
+	if filepath.IsAbs(p) {
+		return filepath.Join(t.dir, "fs", filepath.Clean(p))
+	}
+	return filepath.Join(t.work, filepath.Clean(p))
+}
+
+// sealer returns the sealer of an object the task was granted.
+func (t *task) sealer(objectID string) (*data.Sealer, error) {
+	key, ok := t.as.Keys[objectID]
+	if !ok {
+		return nil, fmt.Errorf("no key granted for object %s", objectID)
+	}
+	return data.NewSealer(objectID, key)
+}
+
+// prepare makes the task's directories and fills them: working directory,
+// datasets, and the newest checkpoint.
+func (t *task) prepare(ctx context.Context) error {
+	t.work = filepath.Join(t.dir, "work")
+	for _, d := range []string{t.dir, t.work} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return err
+		}
+	}
+	job := t.as.Job
+	if job.WorkdirObject != "" {
+		s, err := t.sealer(job.WorkdirObject)
+		if err != nil {
+			return err
+		}
+		if _, err := data.Pull(ctx, t.c, s, job.WorkdirObject, job.WorkdirManifest, t.work, nil); err != nil {
+			return fmt.Errorf("working directory: %w", err)
+		}
+	}
+	for _, d := range job.Datasets {
+		s, err := t.sealer(d.ObjectID)
+		if err != nil {
+			return err
+		}
+		dst := t.resolve(d.Mount)
+		if err := os.MkdirAll(dst, 0o700); err != nil {
+			return err
+		}
+		if _, err := data.Pull(ctx, t.c, s, d.ObjectID, d.Manifest, dst, nil); err != nil {
+			return fmt.Errorf("dataset %s v%d: %w", d.Name, d.Version, err)
+		}
+	}
+	t.ckptDir = filepath.Join(t.dir, "ckpt")
+	if job.Spec.Checkpoint != nil {
+		t.ckptDir = t.resolve(job.Spec.Checkpoint.Path)
+	}
+	t.outDir = filepath.Join(t.dir, "out")
+	if job.Spec.Outputs != "" {
+		t.outDir = t.resolve(job.Spec.Outputs)
+	}
+	for _, d := range []string{t.ckptDir, t.outDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return err
+		}
+	}
+	t.metricsFile = filepath.Join(t.dir, "metrics.jsonl")
+	if ck := t.as.Checkpoint; ck != nil {
+		s, err := t.sealer(job.DataObject)
+		if err != nil {
+			return err
+		}
+		if _, err := data.Pull(ctx, t.c, s, job.DataObject, ck.Manifest, t.ckptDir, nil); err != nil {
+			return fmt.Errorf("checkpoint v%d: %w", ck.Version, err)
+		}
+		t.log.Info("restored checkpoint", slog.Int("version", ck.Version), slog.Int("files", ck.Files))
+	}
+	return nil
+}
+
+// env is the task's environment: the agent's own, then Lode's variables,
+// then the spec's.
+func (t *task) env() []string {
+	job := t.as.Job
+	nodes := max(job.Spec.Nodes, 1)
+	vars := map[string]string{
+		"LODE_JOB_ID":         job.ID,
+		"LODE_JOB_NAME":       job.Name,
+		"LODE_PROJECT":        job.Project,
+		"LODE_ATTEMPT":        strconv.Itoa(t.as.Job.Attempts), // the current attempt's number
+		"LODE_ATTEMPT_ID":     t.fence.AttemptID,
+		"LODE_CHECKPOINT_DIR": t.ckptDir,
+		"LODE_OUTPUT_DIR":     t.outDir,
+		"LODE_METRICS_FILE":   t.metricsFile,
+		"LODE_WORKDIR":        t.work,
+		"WORLD_SIZE":          strconv.Itoa(nodes),
+		"RANK":                strconv.Itoa(t.rank),
+		"NODE_RANK":           strconv.Itoa(t.rank),
+		"LOCAL_RANK":          "0",
+		"LOCAL_WORLD_SIZE":    "1",
+		"MASTER_ADDR":         t.as.MasterAddr,
+		"MASTER_PORT":         strconv.Itoa(t.as.MasterPort),
+		"PWD":                 t.work,
+	}
+	for _, d := range job.Datasets {
+		vars["LODE_DATASET_"+envName(d.Name)] = t.resolve(d.Mount)
+	}
+	if len(t.agent.cfg.GPUs) > 0 {
+		ids := make([]string, len(t.gpus))
+		for i, g := range t.gpus {
+			ids[i] = strconv.Itoa(g)
+		}
+		vars["CUDA_VISIBLE_DEVICES"] = strings.Join(ids, ",")
+	}
+	for k, v := range job.Spec.Env {
+		vars[k] = v
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if _, ours := vars[k]; !ours && !strings.HasPrefix(k, "LODE_") {
+			env = append(env, kv)
+		}
+	}
+	keys := make([]string, 0, len(vars))
+	for k := range vars {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		env = append(env, k+"="+vars[k])
+	}
+	return env
+}
+
+// envName turns a dataset name into the tail of an environment variable.
+func envName(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z':
+			return r - 'a' + 'A'
+		case r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+// execute runs the command and watches it: output and metrics are shipped,
+// the checkpoint directory is synced when it changes, and a stop request
+// terminates it. It returns the exit code, a message and the task's end state.
+func (t *task) execute(ctx context.Context) (int, string, core.TaskState) {
+	job := t.as.Job
+	stdoutR, stdoutW, err := os.Pipe()
+	if err != nil {
+		return -1, err.Error(), core.TaskExited
+	}
+	stderrR, stderrW, err := os.Pipe()
+	if err != nil {
+		return -1, err.Error(), core.TaskExited
+	}
+	proc, err := startProcess(t.agent.cfg.Guard, job.Spec.Command, t.work, t.env(), stdoutW, stderrW)
+	stdoutW.Close()
+	stderrW.Close()
+	if err != nil {
+		stdoutR.Close()
+		stderrR.Close()
+		msg := fmt.Sprintf("cannot start %s: %v", job.Spec.Command[0], err)
+		t.shipLine(ctx, store.Stderr, "lode: "+msg+"\n")
+		return 127, msg, core.TaskExited
+	}
+	// The shippers run until the pipes close, which is when the process
+	// (and with the guard, every process it started) has exited.
+	fenced := make(chan struct{})
+	var fenceOnce sync.Once
+	onFenced := func() { fenceOnce.Do(func() { close(fenced) }) }
+	shipCtx, cancelShip := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelShip()
+	var shipping sync.WaitGroup
+	shipping.Add(2)
+	go func() { defer shipping.Done(); t.shipOutput(shipCtx, store.Stdout, stdoutR, onFenced) }()
+	go func() { defer shipping.Done(); t.shipOutput(shipCtx, store.Stderr, stderrR, onFenced) }()
+
+	exited := make(chan struct{})
+	var code int
+	var waitErr error
+	go func() {
+		code, waitErr = proc.wait()
+		close(exited)
+	}()
+
+	sync := newSyncer(t)
+	tick := time.NewTicker(t.agent.cfg.SyncEvery)
+	defer tick.Stop()
+	state, msg := core.TaskExited, ""
+	stopping := false
+	for running := true; running; {
+		select {
+		case <-exited:
+			running = false
+		case <-tick.C:
+			t.shipMetrics(ctx, onFenced)
+			if t.rank == 0 {
+				if err := sync.checkpoint(ctx); errors.Is(err, errFenced) {
+					onFenced()
+				} else if err != nil {
+					t.log.Warn("checkpoint sync failed; will retry", slog.Any("err", err))
+				}
+			}
+		case <-fenced:
+			if !stopping {
+				t.log.Warn("attempt is no longer current; killing the task")
+				proc.kill()
+				stopping, state, msg = true, core.TaskKilled, "fenced"
+				t.report = false
+			}
+		case <-t.stopCh:
+			if !stopping {
+				t.log.Info("stopping task", slog.String("reason", t.stopReason))
+				proc.terminate()
+				stopping, state, msg = true, core.TaskKilled, t.stopReason
+				go func() {
+					select {
+					case <-exited:
+					case <-time.After(t.agent.cfg.StopGrace):
+						proc.kill()
+					}
+				}()
+			}
+		case <-ctx.Done():
+			if !stopping {
+				proc.kill()
+				stopping, state, msg = true, core.TaskKilled, "agent stopped"
+			}
+		}
+	}
+	shipping.Wait()
+	if waitErr != nil {
+		msg = waitErr.Error()
+	}
+	select {
+	case <-fenced:
+		return code, "fenced", core.TaskKilled
+	default:
+	}
+	t.shipMetrics(ctx, onFenced)
+	if state == core.TaskExited && t.rank == 0 {
+		// The last checkpoint and the outputs go up before the exit is
+		// reported, so a succeeded job always has them.
+		if err := sync.checkpoint(ctx); err != nil {
+			t.log.Error("final checkpoint sync failed", slog.Any("err", err))
+		}
+		if err := t.uploadOutputs(ctx); err != nil {
+			t.log.Error("output upload failed", slog.Any("err", err))
+			t.shipLine(ctx, store.Stderr, fmt.Sprintf("lode: uploading outputs failed: %v\n", err))
+			if code == 0 {
+				code, msg = 1, "outputs could not be uploaded: "+err.Error()
+			}
+		}
+	}
+	return code, msg, state
+}
+
+// shipOutput forwards one output stream in pieces of at most 64 KiB, sent
+// at least every 200 ms while output flows.
+func (t *task) shipOutput(ctx context.Context, stream store.LogStream, r io.ReadCloser, onFenced func()) {
+	defer r.Close()
+	lines := make(chan []byte, 64)
+	go func() {
+		defer close(lines)
+		br := bufio.NewReaderSize(r, 64<<10)
+		for {
+			line, err := br.ReadSlice('\n')
+			if len(line) > 0 {
+				lines <- bytes.Clone(line)
+			}
+			if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+				return
+			}
+		}
+	}()
+	var buf []byte
+	flush := func() {
+		if len(buf) == 0 {
+			return
+		}
+		if err := t.sendLog(ctx, stream, buf); errors.Is(err, errFenced) {
+			onFenced()
+		}
+		buf = nil
+	}
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				flush()
+				return
+			}
+			buf = append(buf, line...)
+			if len(buf) >= 64<<10 {
+				flush()
+			}
+		case <-tick.C:
+			flush()
+		}
+	}
+}
+
+// sendLog sends output, retrying while the server is unreachable.
+func (t *task) sendLog(ctx context.Context, stream store.LogStream, b []byte) error {
+	bo := backoff{min: 200 * time.Millisecond, max: 5 * time.Second}
+	for attempt := 0; ; attempt++ {
+		err := t.c.TaskLog(ctx, t.fence, t.rank, &wire.TaskLog{Stream: stream, Data: b})
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, store.ErrFenced):
+			return errFenced
+		case errors.Is(err, client.ErrUnreachable) && attempt < 20:
+			if !sleep(ctx, bo.next()) {
+				return ctx.Err()
+			}
+		default:
+			t.log.Warn("task output dropped", slog.Int("bytes", len(b)), slog.Any("err", err))
+			return err
+		}
+	}
+}
+
+// shipLine sends one line of Lode's own to the task's output.
+func (t *task) shipLine(ctx context.Context, stream store.LogStream, line string) {
+	_ = t.sendLog(ctx, stream, []byte(line))
+}
+
+// shipMetrics sends the complete lines appended to the metrics file since
+// the last call. Lines that are not JSON objects are skipped with a warning
+// in the task's output.
+func (t *task) shipMetrics(ctx context.Context, onFenced func()) {
+	f, err := os.Open(t.metricsFile)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if _, err := f.Seek(t.metricsPos, io.SeekStart); err != nil {
+		return
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 4<<20))
+	if err != nil {
+		return
+	}
+	end := bytes.LastIndexByte(b, '\n')
+	if end < 0 {
+		return
+	}
+	var lines []json.RawMessage
+	for _, l := range bytes.Split(b[:end], []byte("\n")) {
+		l = bytes.TrimSpace(l)
+		if len(l) == 0 {
+			continue
+		}
+		var obj map[string]any
+		if json.Unmarshal(l, &obj) != nil {
+			t.shipLine(ctx, store.Stderr, fmt.Sprintf("lode: skipped a metrics line that is not a JSON object: %.80q\n", l))
+			continue
+		}
+		lines = append(lines, json.RawMessage(bytes.Clone(l)))
+	}
+	if len(lines) > 0 {
+		err := t.c.TaskMetrics(ctx, t.fence, t.rank, &wire.TaskMetrics{Lines: lines})
+		if errors.Is(err, store.ErrFenced) {
+			onFenced()
+			return
+		}
+		if err != nil {
+			return // sent again next time
+		}
+	}
+	t.metricsPos += int64(end + 1)
+}
+
+// uploadOutputs pushes the output directory and commits it, when it holds
+// anything.
+func (t *task) uploadOutputs(ctx context.Context) error {
+	empty, err := dirEmpty(t.outDir)
+	if err != nil || empty {
+		return err
+	}
+	job := t.as.Job
+	s, err := t.sealer(job.DataObject)
+	if err != nil {
+		return err
+	}
+	res, err := data.Push(ctx, t.c, s, job.DataObject, t.outDir, nil)
+	if err != nil {
+		return err
+	}
+	_, err = t.c.CommitArtifact(ctx, t.fence, &wire.Commit{Manifest: res.Manifest, Files: res.Files, Bytes: res.Bytes})
+	if errors.Is(err, store.ErrFenced) {
+		return errFenced
+	}
+	if err == nil {
+		t.log.Info("outputs uploaded", slog.Int("files", res.Files), slog.Int64("bytes", res.Bytes))
+	}
+	return err
+}
+
+func dirEmpty(dir string) (bool, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return true, nil
+	}
+	return len(entries) == 0, err
+}
+
+// syncer uploads the checkpoint directory as a new version when it changed.
+type syncer struct {
+	t            *task
+	lastPrint    string
+	lastManifest string
+}
+
+func newSyncer(t *task) *syncer {
+	s := &syncer{t: t}
+	if ck := t.as.Checkpoint; ck != nil {
+		s.lastManifest = ck.Manifest
+		s.lastPrint, _ = fingerprint(t.ckptDir)
+	}
+	return s
+}
+
+// fingerprint summarizes a directory by names, sizes and modification times:
+// cheap to compute, and it changes whenever a trainer writes a checkpoint.
+func fingerprint(dir string) (string, error) {
+	var b strings.Builder
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "%s\x00%d\x00%d\x00%v\n", p, info.Size(), info.ModTime().UnixNano(), info.Mode())
+		return nil
+	})
+	return b.String(), err
+}
+
+func (s *syncer) checkpoint(ctx context.Context) error {
+	t := s.t
+	print, err := fingerprint(t.ckptDir)
+	if err != nil || print == s.lastPrint {
+		return nil // unchanged, or changing under us: look again next time
+	}
+	if empty, _ := dirEmpty(t.ckptDir); empty {
+		return nil
+	}
+	job := t.as.Job
+	sealer, err := t.sealer(job.DataObject)
+	if err != nil {
+		return err
+	}
+	res, err := data.Push(ctx, t.c, sealer, job.DataObject, t.ckptDir, nil)
+	if err != nil {
+		return err
+	}
+	s.lastPrint = print
+	if res.Manifest == s.lastManifest {
+		return nil
+	}
+	ck, err := t.c.CommitCheckpoint(ctx, t.fence, &wire.Commit{Manifest: res.Manifest, Files: res.Files, Bytes: res.Bytes})
+	if errors.Is(err, store.ErrFenced) {
+		return errFenced
+	}
+	if err != nil {
+		return err
+	}
+	s.lastManifest = res.Manifest
+	t.log.Info("checkpoint committed", slog.Int("version", ck.Version), slog.Int("files", res.Files),
+		slog.Int64("bytes", res.Bytes), slog.Int64("uploaded", res.Uploaded))
+	return nil
+}

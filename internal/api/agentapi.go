@@ -1,0 +1,319 @@
+package api
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"hash/fnv"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"lode.dev/lode/internal/core"
+	"lode.dev/lode/internal/store"
+	"lode.dev/lode/internal/wire"
+)
+
+func credentialHash(c string) string {
+	h := sha256.Sum256([]byte(c))
+	return hex.EncodeToString(h[:])
+}
+
+func (s *Server) join(w http.ResponseWriter, r *http.Request) error {
+	var req wire.Join
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	ctx := r.Context()
+	pool, err := s.cfg.Store.PoolGetByJoinToken(ctx, req.JoinToken)
+	if errors.Is(err, store.ErrNotFound) || req.JoinToken == "" {
+		return errorf(http.StatusUnauthorized, "unauthorized",
+			"ask the server's operator for a current token: `lode pools token POOL` on the server",
+			"the join token is not valid for any pool")
+	}
+	if err != nil {
+		return err
+	}
+	if req.MilliCPUs <= 0 || req.MemoryBytes <= 0 {
+		return badRequest("", "a node must offer some CPU and memory (got %d millicpus, %d bytes)", req.MilliCPUs, req.MemoryBytes)
+	}
+	if req.Name == "" {
+		return badRequest("", "a node needs a name")
+	}
+	now := s.cfg.Now().UTC()
+	cred := core.NewSecret()
+	n := &store.Node{
+		ID: core.NewID("node"), PoolID: pool.ID, Name: req.Name, State: store.NodeReady,
+		MilliCPUs: req.MilliCPUs, MemoryBytes: req.MemoryBytes, GPUs: req.GPUs, Labels: req.Labels,
+		CredentialHash: credentialHash(cred), AgentVersion: req.AgentVersion,
+		RegisteredAt: now, LastHeartbeatAt: now, LeaseExpiresAt: now.Add(s.cfg.LeaseTTL),
+	}
+	if err := s.cfg.Store.NodeCreate(ctx, n); err != nil {
+		return err
+	}
+	s.cfg.Logger.Info("node joined", "node", n.ID, "name", n.Name, "pool", pool.Name, "gpus", len(n.GPUs))
+	s.cfg.Scheduler.Wake()
+	return writeJSON(w, http.StatusCreated, wire.Joined{
+		NodeID: n.ID, Credential: cred, Pool: pool.Name,
+		HeartbeatIntervalMS: s.cfg.HeartbeatInterval.Milliseconds(), LeaseTTLMS: s.cfg.LeaseTTL.Milliseconds(),
+	})
+}
+
+// node authenticates an agent request: the node named in the header must
+// exist and the bearer credential must be the one it was given at join.
+func (s *Server) node(r *http.Request) (*store.Node, error) {
+	id := r.Header.Get(wire.HeaderNode)
+	cred, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	unauthorized := errorf(http.StatusUnauthorized, "unauthorized", "join again with a join token", "unknown node or wrong credential")
+	if id == "" || !ok {
+		return nil, unauthorized
+	}
+	n, err := s.cfg.Store.NodeGet(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, unauthorized
+	}
+	if err != nil {
+		return nil, err
+	}
+	if subtle.ConstantTimeCompare([]byte(n.CredentialHash), []byte(credentialHash(cred))) != 1 {
+		return nil, unauthorized
+	}
+	if n.State != store.NodeReady {
+		return nil, store.ErrNodeGone
+	}
+	return n, nil
+}
+
+func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
+	n, err := s.node(r)
+	if err != nil {
+		return err
+	}
+	var req wire.Heartbeat
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	ctx := r.Context()
+	now := s.cfg.Now().UTC()
+	if _, err := s.cfg.Store.NodeHeartbeat(ctx, &store.NodeHeartbeatParams{NodeID: n.ID, Now: now, LeaseExpiresAt: now.Add(s.cfg.LeaseTTL)}); err != nil {
+		return err
+	}
+	s.metrics.beats.Inc()
+	tasks, err := s.cfg.Store.TaskListByNode(ctx, n.ID)
+	if err != nil {
+		return err
+	}
+	reply := wire.HeartbeatReply{LeaseExpiresAt: now.Add(s.cfg.LeaseTTL)}
+	running := map[wire.TaskRef]bool{}
+	for _, t := range req.Tasks {
+		running[t] = true
+	}
+	known := map[wire.TaskRef]bool{}
+	for _, a := range tasks {
+		ref := wire.TaskRef{AttemptID: a.Task.AttemptID, Rank: a.Task.Rank}
+		known[ref] = true
+		switch {
+		case a.AttemptState.Terminal():
+			// The attempt ended (another rank failed, a node was lost):
+			// the task must stop whether or not it started.
+			if running[ref] || !a.Task.State.Terminal() {
+				reply.Stop = append(reply.Stop, wire.StopTask{TaskRef: ref, Reason: "attempt " + string(a.AttemptState)})
+			}
+		case a.Job.CancelRequested:
+			reply.Stop = append(reply.Stop, wire.StopTask{TaskRef: ref, Reason: "job cancelled"})
+		case a.Task.State == core.TaskAssigned && !running[ref]:
+			as, err := s.assignment(r, a)
+			if err != nil {
+				return err
+			}
+			reply.Start = append(reply.Start, *as)
+		}
+	}
+	for ref := range running {
+		if !known[ref] {
+			reply.Stop = append(reply.Stop, wire.StopTask{TaskRef: ref, Reason: "unknown to the control plane"})
+		}
+	}
+	return writeJSON(w, http.StatusOK, reply)
+}
+
+// assignment completes a task for its agent: the data keys it needs, the
+// checkpoint to restore and the gang's rendezvous address.
+func (s *Server) assignment(r *http.Request, a *store.Assignment) (*wire.Assignment, error) {
+	ctx := r.Context()
+	out := &wire.Assignment{Assignment: *a, Keys: map[string][]byte{}}
+	objects := []string{a.Job.DataObject}
+	if a.Job.WorkdirObject != "" {
+		objects = append(objects, a.Job.WorkdirObject)
+	}
+	for _, d := range a.Job.Datasets {
+		objects = append(objects, d.ObjectID)
+	}
+	for _, id := range objects {
+		if _, ok := out.Keys[id]; ok {
+			continue
+		}
+		key, err := s.objectKey(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		out.Keys[id] = key
+	}
+	ck, err := s.cfg.Store.CheckpointLatest(ctx, a.Job.ID)
+	switch {
+	case err == nil:
+		out.Checkpoint = ck
+	case !errors.Is(err, store.ErrNotFound):
+		return nil, err
+	}
+	if len(a.Ranks) > 0 {
+		master, err := s.cfg.Store.NodeGet(ctx, a.Ranks[0])
+		if err != nil {
+			return nil, err
+		}
+		out.MasterAddr = master.Labels[wire.LabelAddr]
+		if out.MasterAddr == "" {
+			out.MasterAddr = "127.0.0.1"
+		}
+		h := fnv.New32a()
+		h.Write([]byte(a.Task.AttemptID))
+		out.MasterPort = 29500 + int(h.Sum32()%500)
+	}
+	return out, nil
+}
+
+func (s *Server) leave(w http.ResponseWriter, r *http.Request) error {
+	n, err := s.node(r)
+	if err != nil {
+		return err
+	}
+	if err := s.cfg.Store.NodeLeave(r.Context(), &store.NodeLeaveParams{NodeID: n.ID, Now: s.cfg.Now().UTC()}); err != nil {
+		return err
+	}
+	s.cfg.Logger.Info("node left", "node", n.ID, "name", n.Name)
+	s.changes.broadcast()
+	s.cfg.Scheduler.Wake()
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// fence reads the attempt, rank and fencing token of a worker's write, after
+// authenticating its node.
+func (s *Server) fence(r *http.Request) (store.Fence, int, error) {
+	if _, err := s.node(r); err != nil {
+		return store.Fence{}, 0, err
+	}
+	f := store.Fence{AttemptID: r.PathValue("attempt"), Token: r.Header.Get(wire.HeaderFence)}
+	if f.Token == "" {
+		return f, 0, badRequest("", "missing %s header", wire.HeaderFence)
+	}
+	rank := 0
+	if v := r.PathValue("rank"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return f, 0, badRequest("", "bad rank %q", v)
+		}
+		rank = n
+	}
+	return f, rank, nil
+}
+
+func (s *Server) taskStatus(w http.ResponseWriter, r *http.Request) error {
+	f, rank, err := s.fence(r)
+	if err != nil {
+		return err
+	}
+	var req wire.TaskStatus
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	switch req.State {
+	case core.TaskRunning, core.TaskExited, core.TaskKilled:
+	default:
+		return badRequest("report running, exited or killed", "agents cannot report state %q", req.State)
+	}
+	a, err := s.cfg.Store.TaskUpdate(r.Context(), &store.TaskUpdateParams{
+		Fence: f, Rank: rank, State: req.State, ExitCode: req.ExitCode, Message: req.Message, Now: s.cfg.Now().UTC(),
+	})
+	if err != nil {
+		return err
+	}
+	s.metrics.reports.WithLabelValues(string(req.State)).Inc()
+	if a.State.Terminal() {
+		s.cfg.Scheduler.Wake()
+	}
+	s.changes.broadcast()
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) taskLog(w http.ResponseWriter, r *http.Request) error {
+	f, rank, err := s.fence(r)
+	if err != nil {
+		return err
+	}
+	var req wire.TaskLog
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if req.Stream != store.Stdout && req.Stream != store.Stderr {
+		return badRequest("", "stream must be stdout or stderr, not %q", req.Stream)
+	}
+	if err := s.cfg.Store.LogAppend(r.Context(), &store.LogAppendParams{Fence: f, Rank: rank, Stream: req.Stream, Data: req.Data, Now: s.cfg.Now().UTC()}); err != nil {
+		return err
+	}
+	s.changes.broadcast()
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) taskMetrics(w http.ResponseWriter, r *http.Request) error {
+	f, rank, err := s.fence(r)
+	if err != nil {
+		return err
+	}
+	var req wire.TaskMetrics
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if err := s.cfg.Store.MetricAppend(r.Context(), &store.MetricAppendParams{Fence: f, Rank: rank, Lines: req.Lines, Now: s.cfg.Now().UTC()}); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) commitCheckpoint(w http.ResponseWriter, r *http.Request) error {
+	f, _, err := s.fence(r)
+	if err != nil {
+		return err
+	}
+	var req wire.Commit
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	ck, err := s.cfg.Store.CheckpointCommit(r.Context(), &store.CheckpointCommitParams{
+		Fence: f, Manifest: req.Manifest, Files: req.Files, Bytes: req.Bytes, Now: s.cfg.Now().UTC()})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, ck)
+}
+
+func (s *Server) commitArtifact(w http.ResponseWriter, r *http.Request) error {
+	f, _, err := s.fence(r)
+	if err != nil {
+		return err
+	}
+	var req wire.Commit
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	a, err := s.cfg.Store.ArtifactCommit(r.Context(), &store.ArtifactCommitParams{
+		Fence: f, Manifest: req.Manifest, Files: req.Files, Bytes: req.Bytes, Now: s.cfg.Now().UTC()})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, a)
+}

@@ -1,0 +1,76 @@
+package api
+
+import (
+	"net/http"
+
+	"lode.dev/lode/internal/wire"
+)
+
+// register lists every endpoint once: the mux and the OpenAPI document are
+// both built from this table, so they cannot disagree.
+func (s *Server) register() {
+	s.handle(route{method: "GET", path: "/v1/openapi.json", tag: "meta", summary: "This OpenAPI document."}, s.openAPI)
+	s.handle(route{method: "GET", path: "/v1/health", tag: "meta", summary: "Liveness and version.",
+		response: map[string]string{}}, s.health)
+
+	s.handle(route{method: "POST", path: "/v1/jobs", tag: "jobs", summary: "Submit a job.",
+		request: wire.SubmitJob{}, response: wire.JobDetail{}}, s.submitJob)
+	s.handle(route{method: "GET", path: "/v1/jobs", tag: "jobs", summary: "List jobs, newest first (?project=, ?state=, ?limit=).",
+		response: wire.JobList{}}, s.listJobs)
+	s.handle(route{method: "GET", path: "/v1/jobs/{id}", tag: "jobs", summary: "A job, its attempts, and why it waits.",
+		response: wire.JobDetail{}}, s.getJob)
+	s.handle(route{method: "POST", path: "/v1/jobs/{id}/cancel", tag: "jobs", summary: "Cancel a job.",
+		response: wire.JobDetail{}}, s.cancelJob)
+	s.handle(route{method: "GET", path: "/v1/jobs/{id}/logs", tag: "jobs",
+		summary: "A job's output (?after=SEQ). With ?follow=true, a text/event-stream of LogEvent until the job ends.",
+		response: wire.LogEvent{}, stream: true}, s.jobLogs)
+	s.handle(route{method: "GET", path: "/v1/jobs/{id}/metrics", tag: "jobs", summary: "A job's metric lines (?after=SEQ).",
+		response: wire.MetricList{}}, s.jobMetrics)
+	s.handle(route{method: "GET", path: "/v1/jobs/{id}/artifacts", tag: "jobs",
+		summary: "Where a job's outputs are and the key that opens them.", response: wire.ArtifactAccess{}}, s.jobArtifacts)
+
+	s.handle(route{method: "GET", path: "/v1/pools", tag: "pools", summary: "List pools.", response: wire.PoolList{}}, s.listPools)
+	s.handle(route{method: "GET", path: "/v1/pools/{name}/join-token", tag: "pools",
+		summary: "A pool's join token and the command that starts an agent with it.", response: wire.JoinToken{}}, s.joinToken)
+	s.handle(route{method: "GET", path: "/v1/nodes", tag: "pools", summary: "List nodes (?pool=, ?state=).",
+		response: wire.NodeList{}}, s.listNodes)
+
+	s.handle(route{method: "POST", path: "/v1/objects", tag: "data",
+		summary: "Create an encrypted object (or find a dataset's) and get its data key.",
+		request: wire.CreateObject{}, response: wire.ObjectKey{}}, s.createObject)
+	s.handle(route{method: "POST", path: "/v1/objects/{id}/missing", tag: "data",
+		summary: "Which of these chunk addresses are not stored yet.", request: wire.MissingChunks{}, response: wire.MissingChunks{}}, s.missingChunks)
+	s.handle(route{method: "PUT", path: "/v1/objects/{id}/chunks/{addr}", tag: "data",
+		summary: "Store a sealed chunk (application/octet-stream)."}, s.putChunk)
+	s.handle(route{method: "GET", path: "/v1/objects/{id}/chunks/{addr}", tag: "data",
+		summary: "Fetch a sealed chunk (application/octet-stream)."}, s.getChunk)
+	s.handle(route{method: "PUT", path: "/v1/objects/{id}/manifests/{name}", tag: "data",
+		summary: "Store a sealed manifest (application/octet-stream)."}, s.putManifest)
+	s.handle(route{method: "GET", path: "/v1/objects/{id}/manifests/{name}", tag: "data",
+		summary: "Fetch a sealed manifest (application/octet-stream)."}, s.getManifest)
+	s.handle(route{method: "POST", path: "/v1/datasets", tag: "data", summary: "Commit a pushed directory as a new dataset version.",
+		request: wire.CommitDataset{}, response: wire.DatasetList{}}, s.commitDataset)
+	s.handle(route{method: "GET", path: "/v1/datasets", tag: "data", summary: "List datasets, newest version of each (?project=).",
+		response: wire.DatasetList{}}, s.listDatasets)
+	s.handle(route{method: "DELETE", path: "/v1/datasets/{project}/{name}", tag: "data", summary: "Delete every version of a dataset."}, s.deleteDataset)
+
+	s.handle(route{method: "POST", path: "/v1/agent/join", tag: "agent", summary: "Trade a pool's join token for a node identity.",
+		request: wire.Join{}, response: wire.Joined{}}, s.join)
+	s.handle(route{method: "POST", path: "/v1/agent/heartbeat", tag: "agent",
+		summary: "Renew the node's lease; learn what to start and stop.", request: wire.Heartbeat{}, response: wire.HeartbeatReply{}}, s.heartbeat)
+	s.handle(route{method: "POST", path: "/v1/agent/leave", tag: "agent", summary: "Leave the pool (clean shutdown)."}, s.leave)
+	s.handle(route{method: "POST", path: "/v1/agent/attempts/{attempt}/ranks/{rank}/status", tag: "agent",
+		summary: "Report a task's state (fenced).", request: wire.TaskStatus{}}, s.taskStatus)
+	s.handle(route{method: "POST", path: "/v1/agent/attempts/{attempt}/ranks/{rank}/logs", tag: "agent",
+		summary: "Append task output (fenced).", request: wire.TaskLog{}}, s.taskLog)
+	s.handle(route{method: "POST", path: "/v1/agent/attempts/{attempt}/ranks/{rank}/metrics", tag: "agent",
+		summary: "Append metric lines (fenced).", request: wire.TaskMetrics{}}, s.taskMetrics)
+	s.handle(route{method: "POST", path: "/v1/agent/attempts/{attempt}/checkpoints", tag: "agent",
+		summary: "Commit a new checkpoint version (fenced).", request: wire.Commit{}}, s.commitCheckpoint)
+	s.handle(route{method: "POST", path: "/v1/agent/attempts/{attempt}/artifacts", tag: "agent",
+		summary: "Commit the attempt's outputs (fenced).", request: wire.Commit{}}, s.commitArtifact)
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) error {
+	return writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "version": s.cfg.Version})
+}

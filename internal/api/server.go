@@ -1,0 +1,258 @@
+// Package api serves Lode's REST API under /v1/: the user API (jobs, pools,
+// nodes, datasets, objects) and the agent API (join, heartbeat, task
+// reports), the OpenAPI document that describes both, and Prometheus metrics.
+// Handlers translate between HTTP and the store; decisions live elsewhere.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"lode.dev/lode/internal/core"
+	"lode.dev/lode/internal/data"
+	"lode.dev/lode/internal/sched"
+	"lode.dev/lode/internal/store"
+	"lode.dev/lode/internal/wire"
+)
+
+// Config is what a Server needs.
+type Config struct {
+	Store   store.Store
+	Chunks  *data.BucketStore
+	Keyring *data.Keyring
+	Logger  *slog.Logger
+	Now     func() time.Time
+	// Scheduler is woken when there may be new work, and tells why a job
+	// waits.
+	Scheduler Scheduler
+	// HeartbeatInterval and LeaseTTL are handed to agents at join.
+	HeartbeatInterval time.Duration
+	LeaseTTL          time.Duration
+	// PublicURL is the address agents should dial, used in the join
+	// command the server prints.
+	PublicURL string
+	Version   string
+}
+
+// Scheduler is the part of the control loop the API talks to.
+type Scheduler interface {
+	Wake()
+	Pending(jobID string) []sched.Rejection
+}
+
+// Server is the HTTP API. Create it with New; it is safe for concurrent use.
+type Server struct {
+	cfg     Config
+	mux     *http.ServeMux
+	metrics *metrics
+	routes  []route
+	changes *changes
+}
+
+// New returns a server for cfg.
+func New(cfg Config) *Server {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), changes: newChanges()}
+	s.metrics = newMetrics(cfg.Store)
+	s.register()
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
+	return s
+}
+
+// Handler returns the server's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Changed wakes everyone waiting for news of jobs (log followers). The
+// control loop calls it after it changed job states.
+func (s *Server) Changed() { s.changes.broadcast() }
+
+// route is one endpoint, described for the OpenAPI document.
+type route struct {
+	method, path, summary string
+	tag                   string
+	request, response     any // zero values of the body types, or nil
+	stream                bool
+}
+
+// handle registers an endpoint and its description.
+func (s *Server) handle(r route, h func(http.ResponseWriter, *http.Request) error) {
+	s.routes = append(s.routes, r)
+	pattern := r.method + " " + r.path
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, req *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		if err := h(rec, req); err != nil {
+			s.writeError(rec, req, err)
+		}
+		s.metrics.requests.WithLabelValues(pattern, strconv.Itoa(rec.status)).Inc()
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// apiError is an error with the HTTP status and body it should produce.
+type apiError struct {
+	status int
+	body   wire.Error
+}
+
+func (e *apiError) Error() string { return e.body.Message }
+
+func errorf(status int, code, hint, format string, args ...any) error {
+	return &apiError{status: status, body: wire.Error{Code: code, Message: fmt.Sprintf(format, args...), Hint: hint}}
+}
+
+func badRequest(hint, format string, args ...any) error {
+	return errorf(http.StatusBadRequest, "bad_request", hint, format, args...)
+}
+
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *apiError
+	switch {
+	case errors.As(err, &ae):
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, data.ErrNotFound):
+		ae = &apiError{http.StatusNotFound, wire.Error{Code: "not_found", Message: err.Error()}}
+	case errors.Is(err, store.ErrConflict), errors.Is(err, core.ErrTransition):
+		ae = &apiError{http.StatusConflict, wire.Error{Code: "conflict", Message: err.Error()}}
+	case errors.Is(err, store.ErrFenced):
+		s.metrics.fenced.Inc()
+		ae = &apiError{http.StatusConflict, wire.Error{Code: "fenced", Message: err.Error(),
+			Hint: "this attempt is no longer current; stop the task"}}
+	case errors.Is(err, store.ErrNodeGone):
+		ae = &apiError{http.StatusGone, wire.Error{Code: "node_gone", Message: err.Error(),
+			Hint: "stop this node's tasks and join again"}}
+	case errors.Is(err, data.ErrBadName):
+		ae = &apiError{http.StatusBadRequest, wire.Error{Code: "bad_request", Message: err.Error()}}
+	case errors.Is(err, context.Canceled):
+		return // the client went away
+	default:
+		s.cfg.Logger.Error("request failed", slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("err", err))
+		ae = &apiError{http.StatusInternalServerError, wire.Error{Code: "internal", Message: "internal error: " + err.Error()}}
+	}
+	writeJSON(w, ae.status, wire.ErrorBody{Error: ae.body})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	return json.NewEncoder(w).Encode(v)
+}
+
+// maxJSONBody bounds request bodies that are JSON; chunks have their own limit.
+const maxJSONBody = 8 << 20
+
+// decode reads a JSON body strictly: unknown fields and trailing data are errors.
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, maxJSONBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return errorf(http.StatusRequestEntityTooLarge, "too_large", "", "request body over %d bytes", maxJSONBody)
+		}
+		return badRequest("send a JSON object as the OpenAPI document at /v1/openapi.json describes", "malformed request body: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return badRequest("", "malformed request body: data after the JSON object")
+	}
+	return nil
+}
+
+// changes lets handlers wait for the next state change without polling.
+type changes struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func newChanges() *changes { return &changes{ch: make(chan struct{})} }
+
+// wait returns a channel closed at the next broadcast.
+func (c *changes) wait() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ch
+}
+
+func (c *changes) broadcast() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	close(c.ch)
+	c.ch = make(chan struct{})
+}
+
+// metrics are the server's Prometheus metrics, in a registry of its own so
+// that several servers can live in one process (tests).
+type metrics struct {
+	registry  *prometheus.Registry
+	requests  *prometheus.CounterVec
+	submitted prometheus.Counter
+	beats     prometheus.Counter
+	fenced    prometheus.Counter
+	reports   *prometheus.CounterVec
+}
+
+func newMetrics(st store.Store) *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lode_http_requests_total", Help: "HTTP requests by route and status code.",
+		}, []string{"route", "code"}),
+		submitted: prometheus.NewCounter(prometheus.CounterOpts{Name: "lode_jobs_submitted_total", Help: "Jobs submitted."}),
+		beats:     prometheus.NewCounter(prometheus.CounterOpts{Name: "lode_heartbeats_total", Help: "Agent heartbeats received."}),
+		fenced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lode_fenced_writes_total", Help: "Writes refused because their attempt was no longer current.",
+		}),
+		reports: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lode_task_reports_total", Help: "Task state reports from agents, by state.",
+		}, []string{"state"}),
+	}
+	jobs := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "lode_jobs_active", Help: "Jobs queued, placed or running."},
+		func() float64 {
+			js, err := st.JobList(context.Background(), &store.JobListParams{
+				States: []core.JobState{core.JobQueued, core.JobPlaced, core.JobRunning}})
+			if err != nil {
+				return -1
+			}
+			return float64(len(js))
+		})
+	nodes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "lode_nodes_ready", Help: "Nodes whose lease holds."},
+		func() float64 {
+			ns, err := st.NodeList(context.Background(), &store.NodeListParams{State: store.NodeReady})
+			if err != nil {
+				return -1
+			}
+			return float64(len(ns))
+		})
+	m.registry.MustRegister(m.requests, m.submitted, m.beats, m.fenced, m.reports, jobs, nodes,
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return m
+}

@@ -1,0 +1,383 @@
+// Package client is the Go client of Lode's REST API, used by the CLI and
+// the agent. It turns error responses back into *Error values, and
+// implements data.ChunkStore over HTTP so data moves through the same code
+// on both sides.
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"lode.dev/lode/internal/data"
+	"lode.dev/lode/internal/store"
+	"lode.dev/lode/internal/wire"
+)
+
+// Client talks to one Lode server. It is safe for concurrent use.
+type Client struct {
+	base string
+	http *http.Client
+	// node and credential authenticate agent requests.
+	node, credential string
+}
+
+// New returns a client for the server at baseURL (http://host:port).
+func New(baseURL string) (*Client, error) {
+	u, err := url.Parse(baseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("bad server address %q: want http://HOST:PORT", baseURL)
+	}
+	return &Client{
+		base: strings.TrimRight(baseURL, "/"),
+		http: &http.Client{Transport: &http.Transport{
+			Proxy:               http.ProxyFromEnvironment,
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConnsPerHost: 16,
+			IdleConnTimeout:     90 * time.Second,
+		}},
+	}, nil
+}
+
+// WithNode returns a copy of the client that authenticates as a node.
+func (c *Client) WithNode(nodeID, credential string) *Client {
+	cc := *c
+	cc.node, cc.credential = nodeID, credential
+	return &cc
+}
+
+// BaseURL returns the server's address.
+func (c *Client) BaseURL() string { return c.base }
+
+// Error is an error response from the server.
+type Error struct {
+	Status int
+	Body   wire.Error
+}
+
+func (e *Error) Error() string {
+	if e.Body.Hint != "" {
+		return e.Body.Message + " (" + e.Body.Hint + ")"
+	}
+	return e.Body.Message
+}
+
+// Is lets errors.Is match server errors against the store's and data's
+// sentinel errors, so callers on both sides of the wire test errors alike.
+func (e *Error) Is(target error) bool {
+	switch e.Body.Code {
+	case "not_found":
+		return target == store.ErrNotFound || target == data.ErrNotFound
+	case "conflict":
+		return target == store.ErrConflict
+	case "fenced":
+		return target == store.ErrFenced
+	case "node_gone":
+		return target == store.ErrNodeGone
+	}
+	return false
+}
+
+// ErrUnreachable wraps failures to reach the server at all.
+var ErrUnreachable = errors.New("server unreachable")
+
+// IsUnauthorized reports whether err is the server refusing credentials.
+func IsUnauthorized(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Body.Code == "unauthorized"
+}
+
+func (c *Client) newRequest(ctx context.Context, method, path string, body io.Reader, ctype string) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return nil, err
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	if c.node != "" {
+		req.Header.Set(wire.HeaderNode, c.node)
+		req.Header.Set("Authorization", "Bearer "+c.credential)
+	}
+	return req, nil
+}
+
+func (c *Client) do(req *http.Request) (*http.Response, error) {
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if req.Context().Err() != nil {
+			return nil, req.Context().Err()
+		}
+		return nil, fmt.Errorf("%w: %s: %v", ErrUnreachable, c.base, shortNetError(err))
+	}
+	if resp.StatusCode >= 400 {
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		var eb wire.ErrorBody
+		if json.Unmarshal(b, &eb) != nil || eb.Error.Message == "" {
+			eb.Error = wire.Error{Code: "http_" + strconv.Itoa(resp.StatusCode), Message: fmt.Sprintf("%s %s: %s", req.Method, req.URL.Path, resp.Status)}
+		}
+		return nil, &Error{Status: resp.StatusCode, Body: eb.Error}
+	}
+	return resp, nil
+}
+
+func shortNetError(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		return oe.Op + ": " + oe.Err.Error()
+	}
+	return err.Error()
+}
+
+// call sends in as JSON (when not nil) and decodes the answer into out (when
+// not nil). fence, when set, is sent as the fencing token.
+func (c *Client) call(ctx context.Context, method, path, fence string, in, out any) error {
+	var body io.Reader
+	ctype := ""
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body, ctype = bytes.NewReader(b), "application/json"
+	}
+	req, err := c.newRequest(ctx, method, path, body, ctype)
+	if err != nil {
+		return err
+	}
+	if fence != "" {
+		req.Header.Set(wire.HeaderFence, fence)
+	}
+	resp, err := c.do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		_, err = io.Copy(io.Discard, resp.Body)
+		return err
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("%s %s: bad response: %w", method, path, err)
+	}
+	return nil
+}
+
+// Health checks that the server answers.
+func (c *Client) Health(ctx context.Context) error {
+	return c.call(ctx, "GET", "/v1/health", "", nil, nil)
+}
+
+// SubmitJob queues a job.
+func (c *Client) SubmitJob(ctx context.Context, req *wire.SubmitJob) (*wire.JobDetail, error) {
+	var out wire.JobDetail
+	return &out, c.call(ctx, "POST", "/v1/jobs", "", req, &out)
+}
+
+// Job returns a job with its attempts.
+func (c *Client) Job(ctx context.Context, id string) (*wire.JobDetail, error) {
+	var out wire.JobDetail
+	return &out, c.call(ctx, "GET", "/v1/jobs/"+url.PathEscape(id), "", nil, &out)
+}
+
+// Jobs lists jobs newest first; project may be empty for all.
+func (c *Client) Jobs(ctx context.Context, project string, limit int) ([]*store.Job, error) {
+	q := url.Values{}
+	if project != "" {
+		q.Set("project", project)
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	var out wire.JobList
+	return out.Jobs, c.call(ctx, "GET", "/v1/jobs?"+q.Encode(), "", nil, &out)
+}
+
+// CancelJob cancels a job.
+func (c *Client) CancelJob(ctx context.Context, id string) (*wire.JobDetail, error) {
+	var out wire.JobDetail
+	return &out, c.call(ctx, "POST", "/v1/jobs/"+url.PathEscape(id)+"/cancel", "", nil, &out)
+}
+
+// Logs returns a job's output after a sequence number.
+func (c *Client) Logs(ctx context.Context, id string, after int64) ([]*store.LogChunk, error) {
+	var out struct {
+		Chunks []*store.LogChunk `json:"chunks"`
+	}
+	return out.Chunks, c.call(ctx, "GET", fmt.Sprintf("/v1/jobs/%s/logs?after=%d", url.PathEscape(id), after), "", nil, &out)
+}
+
+// FollowLogs streams a job's output from after a sequence number, calling fn
+// for each event, until the job ends (the last event has End set), ctx ends
+// or the stream breaks.
+func (c *Client) FollowLogs(ctx context.Context, id string, after int64, fn func(wire.LogEvent) error) error {
+	req, err := c.newRequest(ctx, "GET", fmt.Sprintf("/v1/jobs/%s/logs?follow=true&after=%d", url.PathEscape(id), after), nil, "")
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := c.do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		line, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok {
+			continue
+		}
+		var ev wire.LogEvent
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			return fmt.Errorf("bad log event: %w", err)
+		}
+		if err := fn(ev); err != nil {
+			return err
+		}
+		if ev.End {
+			return nil
+		}
+	}
+	if err := sc.Err(); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("%w: log stream broke: %v", ErrUnreachable, err)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return fmt.Errorf("%w: log stream ended early", ErrUnreachable)
+}
+
+// Metrics returns a job's metric lines after a sequence number.
+func (c *Client) Metrics(ctx context.Context, id string, after int64) ([]*store.Metric, error) {
+	var out wire.MetricList
+	return out.Metrics, c.call(ctx, "GET", fmt.Sprintf("/v1/jobs/%s/metrics?after=%d", url.PathEscape(id), after), "", nil, &out)
+}
+
+// Artifacts returns where a job's outputs are and their key.
+func (c *Client) Artifacts(ctx context.Context, id string) (*wire.ArtifactAccess, error) {
+	var out wire.ArtifactAccess
+	return &out, c.call(ctx, "GET", "/v1/jobs/"+url.PathEscape(id)+"/artifacts", "", nil, &out)
+}
+
+// Pools lists pools.
+func (c *Client) Pools(ctx context.Context) ([]wire.PoolInfo, error) {
+	var out wire.PoolList
+	return out.Pools, c.call(ctx, "GET", "/v1/pools", "", nil, &out)
+}
+
+// JoinToken returns a pool's join token.
+func (c *Client) JoinToken(ctx context.Context, pool string) (*wire.JoinToken, error) {
+	var out wire.JoinToken
+	return &out, c.call(ctx, "GET", "/v1/pools/"+url.PathEscape(pool)+"/join-token", "", nil, &out)
+}
+
+// Nodes lists nodes; pool may be empty for all.
+func (c *Client) Nodes(ctx context.Context, pool string) ([]*store.Node, error) {
+	q := url.Values{}
+	if pool != "" {
+		q.Set("pool", pool)
+	}
+	var out wire.NodeList
+	return out.Nodes, c.call(ctx, "GET", "/v1/nodes?"+q.Encode(), "", nil, &out)
+}
+
+// CreateObject creates an encrypted object (or finds a dataset's) and
+// returns its data key.
+func (c *Client) CreateObject(ctx context.Context, req *wire.CreateObject) (*wire.ObjectKey, error) {
+	var out wire.ObjectKey
+	return &out, c.call(ctx, "POST", "/v1/objects", "", req, &out)
+}
+
+// CommitDataset records a pushed directory as a new dataset version.
+func (c *Client) CommitDataset(ctx context.Context, req *wire.CommitDataset) (*store.Dataset, error) {
+	var out wire.DatasetList
+	if err := c.call(ctx, "POST", "/v1/datasets", "", req, &out); err != nil {
+		return nil, err
+	}
+	if len(out.Datasets) != 1 {
+		return nil, errors.New("commit dataset: bad response")
+	}
+	return out.Datasets[0], nil
+}
+
+// Datasets lists the newest version of each dataset.
+func (c *Client) Datasets(ctx context.Context, project string) ([]*store.Dataset, error) {
+	var out wire.DatasetList
+	return out.Datasets, c.call(ctx, "GET", "/v1/datasets?project="+url.QueryEscape(project), "", nil, &out)
+}
+
+// DeleteDataset removes every version of a dataset.
+func (c *Client) DeleteDataset(ctx context.Context, project, name string) error {
+	return c.call(ctx, "DELETE", "/v1/datasets/"+url.PathEscape(project)+"/"+url.PathEscape(name), "", nil, nil)
+}
+
+var _ data.ChunkStore = (*Client)(nil)
+
+// MissingChunks implements data.ChunkStore.
+func (c *Client) MissingChunks(ctx context.Context, objectID string, addrs []string) ([]string, error) {
+	var out wire.MissingChunks
+	err := c.call(ctx, "POST", "/v1/objects/"+url.PathEscape(objectID)+"/missing", "", wire.MissingChunks{Addrs: addrs}, &out)
+	return out.Addrs, err
+}
+
+func (c *Client) putBytes(ctx context.Context, path string, b []byte) error {
+	req, err := c.newRequest(ctx, "PUT", path, bytes.NewReader(b), "application/octet-stream")
+	if err != nil {
+		return err
+	}
+	resp, err := c.do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}
+
+func (c *Client) getBytes(ctx context.Context, path string) ([]byte, error) {
+	req, err := c.newRequest(ctx, "GET", path, nil, "")
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return io.ReadAll(resp.Body)
+}
+
+// PutChunk implements data.ChunkStore.
+func (c *Client) PutChunk(ctx context.Context, objectID, addr string, sealed []byte) error {
+	return c.putBytes(ctx, "/v1/objects/"+url.PathEscape(objectID)+"/chunks/"+url.PathEscape(addr), sealed)
+}
+
+// GetChunk implements data.ChunkStore.
+func (c *Client) GetChunk(ctx context.Context, objectID, addr string) ([]byte, error) {
+	return c.getBytes(ctx, "/v1/objects/"+url.PathEscape(objectID)+"/chunks/"+url.PathEscape(addr))
+}
+
+// PutManifest implements data.ChunkStore.
+func (c *Client) PutManifest(ctx context.Context, objectID, name string, sealed []byte) error {
+	return c.putBytes(ctx, "/v1/objects/"+url.PathEscape(objectID)+"/manifests/"+url.PathEscape(name), sealed)
+}
+
+// GetManifest implements data.ChunkStore.
+func (c *Client) GetManifest(ctx context.Context, objectID, name string) ([]byte, error) {
+	return c.getBytes(ctx, "/v1/objects/"+url.PathEscape(objectID)+"/manifests/"+url.PathEscape(name))
+}

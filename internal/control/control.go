@@ -1,0 +1,186 @@
+// Package control owns the control loop: it declares nodes lost when their
+// leases end (which requeues their jobs), builds the scheduler's snapshot
+// from the store, asks the pure scheduler for a plan and applies it, each
+// placement in its own transaction that re-checks capacity.
+package control
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"lode.dev/lode/internal/core"
+	"lode.dev/lode/internal/sched"
+	"lode.dev/lode/internal/store"
+)
+
+// Config configures a Loop.
+type Config struct {
+	Store  store.Store
+	Logger *slog.Logger
+	// Now is the clock; tests pass their own.
+	Now func() time.Time
+	// Interval is the longest pause between two cycles (Wake starts one
+	// sooner).
+	Interval time.Duration
+	// OnChange is called after a cycle changed any job's state, so
+	// watchers (log followers) can look again. May be nil.
+	OnChange func()
+}
+
+// Loop runs scheduling cycles. Start it with Run; Wake and Pending may be
+// called from any goroutine.
+type Loop struct {
+	cfg  Config
+	wake chan struct{}
+
+	mu      sync.Mutex
+	pending map[string][]sched.Rejection
+}
+
+// New returns a loop; call Run to start it.
+func New(cfg Config) *Loop {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = 250 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Loop{cfg: cfg, wake: make(chan struct{}, 1)}
+}
+
+// Wake asks for a cycle soon, for example after a job was submitted or a node
+// joined.
+func (l *Loop) Wake() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Pending returns why each pool refused a queued job in the last cycle.
+func (l *Loop) Pending(jobID string) []sched.Rejection {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.pending[jobID]
+}
+
+// Run runs cycles until ctx ends.
+func (l *Loop) Run(ctx context.Context) {
+	t := time.NewTicker(l.cfg.Interval)
+	defer t.Stop()
+	for {
+		if err := l.Cycle(ctx); err != nil && ctx.Err() == nil {
+			l.cfg.Logger.Error("control cycle failed", slog.Any("err", err))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-l.wake:
+		}
+	}
+}
+
+// Cycle runs one pass: expire leases, then schedule and apply.
+func (l *Loop) Cycle(ctx context.Context) error {
+	now := l.cfg.Now()
+	lost, err := l.cfg.Store.NodeExpireLeases(ctx, &store.NodeExpireLeasesParams{Now: now})
+	if err != nil {
+		return err
+	}
+	for _, n := range lost {
+		l.cfg.Logger.Warn("node lost: its lease expired", slog.String("node", n.ID), slog.String("name", n.Name),
+			slog.Time("last_heartbeat", n.LastHeartbeatAt))
+	}
+	snap, err := Snapshot(ctx, l.cfg.Store, now)
+	if err != nil {
+		return err
+	}
+	plan := sched.Schedule(snap)
+	placed := 0
+	for _, p := range plan.Placements {
+		a, err := l.cfg.Store.AttemptCreate(ctx, &store.AttemptCreateParams{
+			JobID: p.JobID, PoolID: p.PoolID, NodeIDs: p.NodeIDs, Now: now,
+		})
+		if errors.Is(err, store.ErrConflict) {
+			// The world moved since the snapshot (a cancel, a node lost);
+			// the next cycle sees the new state.
+			l.cfg.Logger.Debug("placement no longer valid", slog.String("job", p.JobID), slog.Any("err", err))
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		placed++
+		l.cfg.Logger.Info("job placed", slog.String("job", p.JobID), slog.String("attempt", a.ID),
+			slog.Int("seq", a.Seq), slog.Any("nodes", p.NodeIDs))
+	}
+	l.mu.Lock()
+	l.pending = plan.Pending
+	l.mu.Unlock()
+	if (placed > 0 || len(lost) > 0) && l.cfg.OnChange != nil {
+		l.cfg.OnChange()
+	}
+	return nil
+}
+
+// Snapshot reads what the scheduler needs from the store: pools, ready
+// nodes with their free capacity, and queued jobs.
+func Snapshot(ctx context.Context, st store.Store, now time.Time) (*sched.Snapshot, error) {
+	pools, err := st.PoolList(ctx)
+	if err != nil {
+		return nil, err
+	}
+	snap := &sched.Snapshot{Now: now}
+	for _, p := range pools {
+		snap.Pools = append(snap.Pools, sched.Pool{
+			ID: p.ID, Name: p.Name, Region: p.Region, Tier: p.Tier,
+			Active: p.State == store.PoolActive, State: string(p.State),
+		})
+	}
+	nodes, err := st.NodeList(ctx, &store.NodeListParams{State: store.NodeReady})
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range nodes {
+		tasks, err := st.TaskListByNode(ctx, n.ID)
+		if err != nil {
+			return nil, err
+		}
+		snap.Nodes = append(snap.Nodes, sched.Node{ID: n.ID, PoolID: n.PoolID, Free: FreeCapacity(n, tasks)})
+	}
+	jobs, err := st.JobList(ctx, &store.JobListParams{States: []core.JobState{core.JobQueued}})
+	if err != nil {
+		return nil, err
+	}
+	for _, j := range jobs {
+		snap.Jobs = append(snap.Jobs, sched.Job{ID: j.ID, Spec: &j.Spec, CreatedAt: j.CreatedAt})
+	}
+	return snap, nil
+}
+
+// FreeCapacity is a node's capacity minus what its unfinished tasks hold.
+// GPUs held by a task are taken from the models it accepts, in the same
+// order the scheduler and the store use.
+func FreeCapacity(n *store.Node, tasks []*store.Assignment) sched.Capacity {
+	c := sched.Capacity{MilliCPUs: n.MilliCPUs, MemoryBytes: n.MemoryBytes, GPUs: map[string]int{}}
+	for _, g := range n.GPUs {
+		c.GPUs[core.NormalizeGPUModel(g.Model)]++
+	}
+	for _, t := range tasks {
+		if t.Task.State.Terminal() {
+			continue
+		}
+		r := t.Task.Resources
+		c.MilliCPUs -= r.MilliCPUs
+		c.MemoryBytes -= r.MemoryBytes
+		sched.TakeGPUs(c.GPUs, r)
+	}
+	return c
+}

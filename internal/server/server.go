@@ -1,0 +1,312 @@
+// Package server assembles the control plane: the store, the key ring, the
+// blob store, the API, the control loop and, unless disabled, the local
+// pool's agent, which joins over loopback exactly as a remote agent would.
+// `lode server` and `lode run --local` both run it.
+package server
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"lode.dev/lode/internal/agent"
+	"lode.dev/lode/internal/api"
+	"lode.dev/lode/internal/control"
+	"lode.dev/lode/internal/core"
+	"lode.dev/lode/internal/data"
+	"lode.dev/lode/internal/store"
+	"lode.dev/lode/internal/store/sqlite"
+)
+
+// Pool names the server creates at first start.
+const (
+	LocalPool   = "local"
+	DefaultPool = "default"
+)
+
+// Config configures a control plane.
+type Config struct {
+	// DataDir holds the database, the key file, the blob store (by
+	// default) and the local agent's task directories.
+	DataDir string
+	// Listen is the address to serve on, 127.0.0.1:7070 by default; port 0
+	// picks a free one.
+	Listen string
+	// PublicURL is the address agents dial; by default http://LISTEN.
+	PublicURL string
+	// BlobURL is any gocloud.dev/blob URL; file://DATADIR/blobs by default.
+	BlobURL string
+	// KeeperURL is any gocloud.dev/secrets URL for the key-encryption key;
+	// by default a local key file DATADIR/kek.key, created 0600.
+	KeeperURL string
+	// NoLocalPool disables the in-process agent for this machine.
+	NoLocalPool bool
+	// LocalGPUs declares the local node's GPUs (nil: nvidia-smi).
+	LocalGPUs []core.GPU
+	// HeartbeatInterval and LeaseTTL govern failure detection.
+	HeartbeatInterval time.Duration
+	LeaseTTL          time.Duration
+	// Guard is the lode binary, for running tasks under exec-guard.
+	Guard   string
+	Version string
+	Logger  *slog.Logger
+	// Out receives the messages meant for the operator (join command).
+	Out io.Writer
+}
+
+// Server is a running control plane.
+type Server struct {
+	cfg      Config
+	store    store.Store
+	keyring  *data.Keyring
+	bucket   interface{ Close() error }
+	loop     *control.Loop
+	http     *http.Server
+	listener net.Listener
+	url      string
+
+	cancel      context.CancelFunc // ends the loop and requests in flight
+	cancelAgent context.CancelFunc // ends the local agent
+	wg          sync.WaitGroup     // the loop and the HTTP server
+	agentWG     sync.WaitGroup
+	errc        chan error
+	stop        sync.Once
+}
+
+// Start opens the control plane's state and starts serving. It returns
+// once the server accepts requests.
+func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("server: a data directory is required")
+	}
+	cfg.Listen = cmp.Or(cfg.Listen, "127.0.0.1:7070")
+	cfg.HeartbeatInterval = cmp.Or(cfg.HeartbeatInterval, time.Second)
+	cfg.LeaseTTL = cmp.Or(cfg.LeaseTTL, 5*time.Second)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Out == nil {
+		cfg.Out = io.Discard
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	s := &Server{cfg: cfg, errc: make(chan error, 2)}
+	defer func() {
+		if err != nil {
+			s.closeState()
+		}
+	}()
+	if s.store, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, "lode.db")); err != nil {
+		return nil, err
+	}
+	keeperURL := cfg.KeeperURL
+	if keeperURL == "" {
+		if keeperURL, err = data.EnsureLocalKey(filepath.Join(cfg.DataDir, "kek.key")); err != nil {
+			return nil, err
+		}
+	}
+	if s.keyring, err = data.OpenKeyring(ctx, keeperURL); err != nil {
+		return nil, err
+	}
+	blobURL := cmp.Or(cfg.BlobURL, "file://"+filepath.Join(cfg.DataDir, "blobs"))
+	bucket, err := data.OpenBucket(ctx, blobURL)
+	if err != nil {
+		return nil, err
+	}
+	s.bucket = bucket
+
+	if s.listener, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("listen on %s: %w (is another lode server running? pick another with --listen)", cfg.Listen, err)
+	}
+	s.url = cmp.Or(cfg.PublicURL, "http://"+s.listener.Addr().String())
+
+	pools, err := s.firstStart(ctx)
+	if err != nil {
+		s.listener.Close()
+		return nil, err
+	}
+	if err := s.graceLeases(ctx); err != nil {
+		s.listener.Close()
+		return nil, err
+	}
+
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	var apiServer *api.Server
+	s.loop = control.New(control.Config{
+		Store: s.store, Logger: cfg.Logger.With("component", "control"),
+		OnChange: func() { apiServer.Changed() },
+	})
+	apiServer = api.New(api.Config{
+		Store: s.store, Chunks: data.NewBucketStore(bucket), Keyring: s.keyring,
+		Logger: cfg.Logger.With("component", "api"), Scheduler: s.loop,
+		HeartbeatInterval: cfg.HeartbeatInterval, LeaseTTL: cfg.LeaseTTL,
+		PublicURL: s.url, Version: cfg.Version,
+	})
+	s.http = &http.Server{
+		Handler:           apiServer.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return runCtx },
+		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+	}
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		if err := s.http.Serve(s.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.errc <- err
+		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.loop.Run(runCtx)
+	}()
+	agentCtx, cancelAgent := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancelAgent = cancelAgent
+	if !cfg.NoLocalPool {
+		if err := s.startLocalAgent(agentCtx, pools[LocalPool]); err != nil {
+			s.Shutdown(context.Background())
+			return nil, err
+		}
+	}
+	if tok := pools[DefaultPool]; tok != nil && pools["created"] != nil {
+		fmt.Fprintf(cfg.Out, "lode: first start. Agents join the %q pool with:\n  %s\n(`lode pools token %s` shows this again.)\n",
+			DefaultPool, api.JoinCommand(s.url, tok.JoinToken), DefaultPool)
+	}
+	cfg.Logger.Info("serving", slog.String("url", s.url), slog.String("data_dir", cfg.DataDir))
+	return s, nil
+}
+
+// firstStart creates the built-in pools when they do not exist. The map
+// also holds "created" when the default pool was made just now.
+func (s *Server) firstStart(ctx context.Context) (map[string]*store.Pool, error) {
+	out := map[string]*store.Pool{}
+	want := []store.Pool{
+		{Name: DefaultPool, Driver: "agent", Region: "", Tier: core.TierCommunity},
+		{Name: LocalPool, Driver: "agent", Region: "local", Tier: core.TierPrivate},
+	}
+	for _, w := range want {
+		p, err := s.store.PoolGetByName(ctx, w.Name)
+		if errors.Is(err, store.ErrNotFound) {
+			p = &w
+			p.ID, p.State, p.JoinToken, p.CreatedAt = core.NewID("pool"), store.PoolActive, core.NewSecret(), time.Now().UTC()
+			if err := s.store.PoolCreate(ctx, p); err != nil {
+				return nil, err
+			}
+			if w.Name == DefaultPool {
+				out["created"] = p
+			}
+		} else if err != nil {
+			return nil, err
+		}
+		out[w.Name] = p
+	}
+	return out, nil
+}
+
+// graceLeases gives every ready node a fresh lease at start, so agents that
+// kept running while the server was down can reconnect before they are
+// declared lost. The local pool's nodes died with the previous process: they
+// leave at once, and their jobs are placed again.
+func (s *Server) graceLeases(ctx context.Context) error {
+	nodes, err := s.store.NodeList(ctx, &store.NodeListParams{State: store.NodeReady})
+	if err != nil {
+		return err
+	}
+	local, err := s.store.PoolGetByName(ctx, LocalPool)
+	if err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	for _, n := range nodes {
+		if n.PoolID == local.ID {
+			err = s.store.NodeLeave(ctx, &store.NodeLeaveParams{NodeID: n.ID, Now: now})
+		} else {
+			_, err = s.store.NodeHeartbeat(ctx, &store.NodeHeartbeatParams{NodeID: n.ID, Now: now, LeaseExpiresAt: now.Add(s.cfg.LeaseTTL)})
+		}
+		if err != nil && !errors.Is(err, store.ErrNodeGone) {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Server) startLocalAgent(ctx context.Context, pool *store.Pool) error {
+	a, err := agent.New(agent.Config{
+		Server: s.url, JoinToken: pool.JoinToken, Dir: filepath.Join(s.cfg.DataDir, "agent"),
+		GPUs: s.cfg.LocalGPUs, Labels: map[string]string{"lode.dev/local": "true"},
+		AdvertiseAddr: "127.0.0.1", Guard: s.cfg.Guard, Version: s.cfg.Version,
+		Logger: s.cfg.Logger.With("component", "agent"),
+	})
+	if err != nil {
+		return err
+	}
+	s.agentWG.Add(1)
+	go func() {
+		defer s.agentWG.Done()
+		if err := a.Run(ctx); err != nil {
+			s.errc <- fmt.Errorf("local agent: %w", err)
+		}
+	}()
+	return nil
+}
+
+// URL is where the server listens.
+func (s *Server) URL() string { return s.url }
+
+// Store is the server's store, for tests and in-process tools.
+func (s *Server) Store() store.Store { return s.store }
+
+// Err reports a failure of the server's own goroutines.
+func (s *Server) Err() <-chan error { return s.errc }
+
+// Shutdown stops the server: the local agent stops its tasks and leaves,
+// requests in flight finish, and the state is closed. Remote agents keep
+// their tasks running and reconnect when a server is back.
+func (s *Server) Shutdown(ctx context.Context) error {
+	var err error
+	s.stop.Do(func() {
+		shutdownCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		// The local agent leaves through the API, so it stops first, while
+		// the API still serves.
+		s.cancelAgent()
+		waitGroup(shutdownCtx, &s.agentWG)
+		s.cancel()
+		err = s.http.Shutdown(shutdownCtx)
+		waitGroup(shutdownCtx, &s.wg)
+		s.closeState()
+	})
+	return err
+}
+
+func (s *Server) closeState() {
+	if s.store != nil {
+		s.store.Close()
+	}
+	if s.keyring != nil {
+		s.keyring.Close()
+	}
+	if s.bucket != nil {
+		s.bucket.Close()
+	}
+}
+
+// waitGroup waits for wg or until ctx ends.
+func waitGroup(ctx context.Context, wg *sync.WaitGroup) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}

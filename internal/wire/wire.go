@@ -1,0 +1,228 @@
+// Package wire holds the JSON messages of Lode's REST API, shared by the
+// server, the Go client, the agent and the CLI. A message here is a promise
+// to every client: change it only compatibly.
+package wire
+
+import (
+	"encoding/json"
+	"time"
+
+	"lode.dev/lode/internal/core"
+	"lode.dev/lode/internal/sched"
+	"lode.dev/lode/internal/spec"
+	"lode.dev/lode/internal/store"
+)
+
+// Headers the agent API uses.
+const (
+	// HeaderFence carries an attempt's fencing token on every write a
+	// worker makes for it.
+	HeaderFence = "Lode-Fencing-Token"
+	// HeaderNode names the node a request comes from.
+	HeaderNode = "Lode-Node"
+)
+
+// LabelAddr is the node label holding the address other ranks of a gang
+// reach the node at.
+const LabelAddr = "lode.dev/addr"
+
+// ErrorBody is every error response: {"error": {...}}.
+type ErrorBody struct {
+	Error Error `json:"error"`
+}
+
+// Error says what went wrong and what to do about it.
+type Error struct {
+	// Code is stable and machine-readable: bad_request, not_found,
+	// conflict, fenced, node_gone, unauthorized, too_large, unavailable,
+	// internal.
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Hint    string `json:"hint,omitempty"`
+}
+
+// SubmitJob asks the server to queue a job.
+type SubmitJob struct {
+	Spec            spec.Job `json:"spec"`
+	WorkdirObject   string   `json:"workdir_object,omitempty"`
+	WorkdirManifest string   `json:"workdir_manifest,omitempty"`
+}
+
+// JobDetail is a job with its attempts and, while it waits, why.
+type JobDetail struct {
+	store.Job
+	AttemptList []*store.Attempt `json:"attempt_list"`
+	// Pending lists, for a queued job, why each pool did not take it in
+	// the last scheduling cycle.
+	Pending []sched.Rejection `json:"pending,omitempty"`
+}
+
+// JobList is a listing of jobs.
+type JobList struct {
+	Jobs []*store.Job `json:"jobs"`
+}
+
+// PoolInfo is a pool with its node counts.
+type PoolInfo struct {
+	store.Pool
+	Nodes      int `json:"nodes"`
+	ReadyNodes int `json:"ready_nodes"`
+	GPUs       int `json:"gpus"`
+}
+
+// PoolList lists pools.
+type PoolList struct {
+	Pools []PoolInfo `json:"pools"`
+}
+
+// JoinToken is a pool's join token and the command that uses it.
+type JoinToken struct {
+	Pool    string `json:"pool"`
+	Token   string `json:"token"`
+	Command string `json:"command"`
+}
+
+// NodeList lists nodes.
+type NodeList struct {
+	Nodes []*store.Node `json:"nodes"`
+}
+
+// CreateObject asks for a new encrypted object and its data key. For a
+// dataset the server returns the dataset's existing object when there is
+// one, so its versions share a key and unchanged chunks are stored once.
+type CreateObject struct {
+	Kind    string `json:"kind"`
+	Project string `json:"project"`
+	Name    string `json:"name,omitempty"`
+}
+
+// ObjectKey is an object and its data key in the clear: it is sent only to
+// the party that will seal or open the object's data.
+type ObjectKey struct {
+	ObjectID string `json:"object_id"`
+	DataKey  []byte `json:"data_key"`
+}
+
+// MissingChunks asks which of these chunk addresses the store lacks.
+type MissingChunks struct {
+	Addrs []string `json:"addrs"`
+}
+
+// CommitDataset records a pushed directory as a new dataset version.
+type CommitDataset struct {
+	Project        string              `json:"project"`
+	Name           string              `json:"name"`
+	ObjectID       string              `json:"object_id"`
+	Manifest       string              `json:"manifest"`
+	Classification core.Classification `json:"classification"`
+	Files          int                 `json:"files"`
+	Bytes          int64               `json:"bytes"`
+}
+
+// DatasetList lists datasets.
+type DatasetList struct {
+	Datasets []*store.Dataset `json:"datasets"`
+}
+
+// ArtifactAccess is what a client needs to fetch and open a job's outputs.
+type ArtifactAccess struct {
+	Artifact *store.Artifact `json:"artifact"`
+	ObjectKey
+}
+
+// LogEvent is one server-sent event of a log stream: output, or the end of
+// the job.
+type LogEvent struct {
+	Chunk *store.LogChunk `json:"chunk,omitempty"`
+	// End is set once the job has ended and all its output was sent.
+	End   bool          `json:"end,omitempty"`
+	State core.JobState `json:"state,omitempty"`
+}
+
+// MetricList lists a job's metric lines.
+type MetricList struct {
+	Metrics []*store.Metric `json:"metrics"`
+}
+
+// Join is an agent's first request: it trades a pool's join token for a
+// node identity.
+type Join struct {
+	JoinToken    string            `json:"join_token"`
+	Name         string            `json:"name"`
+	MilliCPUs    int64             `json:"milli_cpus"`
+	MemoryBytes  int64             `json:"memory_bytes"`
+	GPUs         []core.GPU        `json:"gpus"`
+	Labels       map[string]string `json:"labels,omitempty"`
+	AgentVersion string            `json:"agent_version"`
+}
+
+// Joined is the server's answer to Join.
+type Joined struct {
+	NodeID     string `json:"node_id"`
+	Credential string `json:"credential"`
+	Pool       string `json:"pool"`
+	// HeartbeatInterval and LeaseTTL are in milliseconds.
+	HeartbeatIntervalMS int64 `json:"heartbeat_interval_ms"`
+	LeaseTTLMS          int64 `json:"lease_ttl_ms"`
+}
+
+// TaskRef names one rank of an attempt.
+type TaskRef struct {
+	AttemptID string `json:"attempt_id"`
+	Rank      int    `json:"rank"`
+}
+
+// Heartbeat renews a node's lease and lists the tasks it runs.
+type Heartbeat struct {
+	Tasks []TaskRef `json:"tasks"`
+}
+
+// HeartbeatReply renews the lease and says what to start and what to stop.
+type HeartbeatReply struct {
+	LeaseExpiresAt time.Time    `json:"lease_expires_at"`
+	Start          []Assignment `json:"start,omitempty"`
+	Stop           []StopTask   `json:"stop,omitempty"`
+}
+
+// Assignment is a task to start, with the data keys it needs.
+type Assignment struct {
+	store.Assignment
+	// Keys holds the data key of every object the task reads or writes.
+	Keys map[string][]byte `json:"keys"`
+	// Checkpoint is the job's newest checkpoint to restore, if any.
+	Checkpoint *store.Checkpoint `json:"checkpoint,omitempty"`
+	// MasterAddr and MasterPort are rank 0's address for gangs.
+	MasterAddr string `json:"master_addr,omitempty"`
+	MasterPort int    `json:"master_port,omitempty"`
+}
+
+// StopTask tells an agent to stop a task, and why.
+type StopTask struct {
+	TaskRef
+	Reason string `json:"reason"`
+}
+
+// TaskStatus reports a task's new state.
+type TaskStatus struct {
+	State    core.TaskState `json:"state"`
+	ExitCode int            `json:"exit_code"`
+	Message  string         `json:"message,omitempty"`
+}
+
+// TaskLog is a piece of a task's output.
+type TaskLog struct {
+	Stream store.LogStream `json:"stream"`
+	Data   []byte          `json:"data"`
+}
+
+// TaskMetrics carries metric lines a task appended to its metrics file.
+type TaskMetrics struct {
+	Lines []json.RawMessage `json:"lines"`
+}
+
+// Commit records a pushed checkpoint or output set.
+type Commit struct {
+	Manifest string `json:"manifest"`
+	Files    int    `json:"files"`
+	Bytes    int64  `json:"bytes"`
+}
