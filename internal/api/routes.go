@@ -22,7 +22,7 @@ func (s *Server) register() {
 	s.handle(route{method: "POST", path: "/v1/jobs/{id}/cancel", tag: "jobs", summary: "Cancel a job.",
 		response: wire.JobDetail{}}, s.cancelJob)
 	s.handle(route{method: "GET", path: "/v1/jobs/{id}/logs", tag: "jobs",
-		summary: "A job's output (?after=SEQ). With ?follow=true, a text/event-stream of LogEvent until the job ends.",
+		summary:  "A job's output (?after=SEQ). With ?follow=true, a text/event-stream of LogEvent until the job ends.",
 		response: wire.LogEvent{}, stream: true}, s.jobLogs)
 	s.handle(route{method: "GET", path: "/v1/jobs/{id}/metrics", tag: "jobs", summary: "A job's metric lines (?after=SEQ).",
 		response: wire.MetricList{}}, s.jobMetrics)

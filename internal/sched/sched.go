@@ -216,7 +216,6 @@ func take(c *Capacity, r core.Resources) string {
 	return ""
 }
 
-
 func milli(m int64) string {
 	if m%1000 == 0 {
 		return fmt.Sprint(m / 1000)
