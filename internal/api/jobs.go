@@ -251,6 +251,18 @@ func (s *Server) jobMetrics(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, wire.MetricList{Metrics: nonNil(ms)})
 }
 
+func (s *Server) jobCheckpoints(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if _, err := s.cfg.Store.JobGet(r.Context(), id); err != nil {
+		return err
+	}
+	cks, err := s.cfg.Store.CheckpointList(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, wire.CheckpointList{Checkpoints: nonNil(cks)})
+}
+
 func (s *Server) jobArtifacts(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	j, err := s.cfg.Store.JobGet(r.Context(), id)

@@ -26,6 +26,8 @@ func (s *Server) register() {
 		response: wire.LogEvent{}, stream: true}, s.jobLogs)
 	s.handle(route{method: "GET", path: "/v1/jobs/{id}/metrics", tag: "jobs", summary: "A job's metric lines (?after=SEQ).",
 		response: wire.MetricList{}}, s.jobMetrics)
+	s.handle(route{method: "GET", path: "/v1/jobs/{id}/checkpoints", tag: "jobs", summary: "A job's committed checkpoint versions, oldest first.",
+		response: wire.CheckpointList{}}, s.jobCheckpoints)
 	s.handle(route{method: "GET", path: "/v1/jobs/{id}/artifacts", tag: "jobs",
 		summary: "Where a job's outputs are and the key that opens them.", response: wire.ArtifactAccess{}}, s.jobArtifacts)
 

@@ -269,6 +269,12 @@ func (c *Client) Metrics(ctx context.Context, id string, after int64) ([]*store.
 	return out.Metrics, c.call(ctx, "GET", fmt.Sprintf("/v1/jobs/%s/metrics?after=%d", url.PathEscape(id), after), "", nil, &out)
 }
 
+// Checkpoints returns a job's committed checkpoint versions.
+func (c *Client) Checkpoints(ctx context.Context, id string) ([]*store.Checkpoint, error) {
+	var out wire.CheckpointList
+	return out.Checkpoints, c.call(ctx, "GET", "/v1/jobs/"+url.PathEscape(id)+"/checkpoints", "", nil, &out)
+}
+
 // Artifacts returns where a job's outputs are and their key.
 func (c *Client) Artifacts(ctx context.Context, id string) (*wire.ArtifactAccess, error) {
 	var out wire.ArtifactAccess

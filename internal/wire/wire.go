@@ -124,6 +124,11 @@ type DatasetList struct {
 	Datasets []*store.Dataset `json:"datasets"`
 }
 
+// CheckpointList lists a job's checkpoint versions.
+type CheckpointList struct {
+	Checkpoints []*store.Checkpoint `json:"checkpoints"`
+}
+
 // ArtifactAccess is what a client needs to fetch and open a job's outputs.
 type ArtifactAccess struct {
 	Artifact *store.Artifact `json:"artifact"`
