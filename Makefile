@@ -1,0 +1,54 @@
+# Lode's build and test entry points. `make help` lists them.
+
+GO      ?= go
+BIN     ?= bin/lode
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X lode.dev/lode/internal/cli.Version=$(VERSION)
+TRAINER := examples/mnist/trainer
+FUZZTIME ?= 30s
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## Build the lode binary into bin/
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/lode
+
+.PHONY: mnist
+mnist: ## Train the MNIST example on an embedded control plane
+	$(GO) run ./cmd/lode run --local examples/mnist/job.yaml
+
+.PHONY: fmt-check
+fmt-check: ## Fail when a Go file is not gofmt-formatted
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "not formatted (run gofmt -w):"; echo "$$out"; exit 1; fi
+
+.PHONY: vet
+vet: ## go vet the module and the example trainer
+	$(GO) vet ./...
+	cd $(TRAINER) && $(GO) vet ./...
+
+.PHONY: test
+test: fmt-check vet ## Vet, then run every test: units, the store suite, end-to-end runs with real processes
+	$(GO) test -count=1 -race ./internal/...
+	$(GO) test -count=1 ./e2e/...
+	cd $(TRAINER) && $(GO) test -count=1 ./...
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME each
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+	cd $(TRAINER) && $(GO) test -run '^$$' -fuzz '^FuzzReadIDX$$' -fuzztime $(FUZZTIME) .
+
+.PHONY: bench
+bench: ## Run the benchmarks; figures are ratios against baselines measured in the same run
+	$(GO) test -run '^$$' -bench . ./...
+
+.PHONY: clean
+clean: ## Remove build outputs
+	rm -rf bin lode-outputs
