@@ -1,0 +1,3 @@
+module lode.dev/examples/mnist
+
+go 1.26

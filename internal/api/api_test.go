@@ -1,0 +1,294 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"lode.dev/lode/internal/core"
+	"lode.dev/lode/internal/data"
+	"lode.dev/lode/internal/sched"
+	"lode.dev/lode/internal/spec"
+	"lode.dev/lode/internal/store"
+	"lode.dev/lode/internal/store/sqlite"
+	"lode.dev/lode/internal/wire"
+)
+
+type nopScheduler struct{}
+
+func (nopScheduler) Wake()                           {}
+func (nopScheduler) Pending(string) []sched.Rejection { return nil }
+
+type env struct {
+	t     testing.TB
+	srv   *Server
+	http  *httptest.Server
+	store store.Store
+	pool  *store.Pool
+}
+
+// newEnv serves the API over real SQLite, a real key file and a real
+// file-backed blob store.
+func newEnv(t testing.TB) *env {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "lode.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	keeper, err := data.EnsureLocalKey(filepath.Join(dir, "kek.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := data.OpenKeyring(ctx, keeper)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { kr.Close() })
+	bucket, err := data.OpenBucket(ctx, "file://"+filepath.Join(dir, "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bucket.Close() })
+	pool := &store.Pool{ID: core.NewID("pool"), Name: "default", Driver: "agent", State: store.PoolActive, JoinToken: "tok", CreatedAt: time.Now().UTC()}
+	if err := st.PoolCreate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	s := New(Config{Store: st, Chunks: data.NewBucketStore(bucket), Keyring: kr, Scheduler: nopScheduler{},
+		HeartbeatInterval: time.Second, LeaseTTL: 5 * time.Second, PublicURL: "http://lode.test"})
+	hs := httptest.NewServer(s.Handler())
+	t.Cleanup(hs.Close)
+	return &env{t: t, srv: s, http: hs, store: st, pool: pool}
+}
+
+// do sends a request and returns the status and body.
+func (e *env) do(method, path string, body any, header map[string]string) (int, []byte) {
+	e.t.Helper()
+	var r io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		r = strings.NewReader(b)
+	case []byte:
+		r = bytes.NewReader(b)
+	default:
+		j, _ := json.Marshal(b)
+		r = bytes.NewReader(j)
+	}
+	req, _ := http.NewRequest(method, e.http.URL+path, r)
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out
+}
+
+func errorCode(t *testing.T, body []byte) string {
+	t.Helper()
+	var eb wire.ErrorBody
+	if err := json.Unmarshal(body, &eb); err != nil || eb.Error.Message == "" {
+		t.Fatalf("not an error body: %s", body)
+	}
+	return eb.Error.Code
+}
+
+func validSpec() spec.Job {
+	return spec.Job{Name: "t", Project: "default", Command: []string{"true"}, Nodes: 1,
+		Resources: core.Resources{MilliCPUs: 1000, MemoryBytes: 1 << 30}, Retries: core.RetryBudget{OnNodeLost: 1}}
+}
+
+func TestOpenAPIDocumentCoversEveryRoute(t *testing.T) {
+	e := newEnv(t)
+	code, body := e.do("GET", "/v1/openapi.json", nil, nil)
+	if code != 200 {
+		t.Fatalf("status %d", code)
+	}
+	var doc struct {
+		OpenAPI string                               `json:"openapi"`
+		Paths   map[string]map[string]map[string]any `json:"paths"`
+	}
+	if err := json.Unmarshal(body, &doc); err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	for _, r := range e.srv.routes {
+		op, ok := doc.Paths[r.path][strings.ToLower(r.method)]
+		if !ok {
+			t.Errorf("%s %s missing from the document", r.method, r.path)
+			continue
+		}
+		id, _ := op["operationId"].(string)
+		if id == "" || ids[id] {
+			t.Errorf("%s %s: operationId %q empty or repeated", r.method, r.path, id)
+		}
+		ids[id] = true
+	}
+	if doc.OpenAPI != "3.1.0" || len(ids) != len(e.srv.routes) {
+		t.Errorf("openapi %q with %d operations for %d routes", doc.OpenAPI, len(ids), len(e.srv.routes))
+	}
+	if !bytes.Contains(body, []byte(`"SpecJob"`)) {
+		t.Error("the job spec schema is not among the components")
+	}
+}
+
+func TestBadRequestsGetClearErrorsAndWriteNothing(t *testing.T) {
+	e := newEnv(t)
+	noCommand := validSpec()
+	noCommand.Command = nil
+	tests := []struct {
+		name, method, path string
+		body               any
+		status             int
+		code               string
+	}{
+		{"malformed JSON", "POST", "/v1/jobs", `{"spec":`, 400, "bad_request"},
+		{"unknown field", "POST", "/v1/jobs", `{"spec":{},"extra":1}`, 400, "bad_request"},
+		{"trailing data", "POST", "/v1/jobs", `{} {}`, 400, "bad_request"},
+		{"invalid spec", "POST", "/v1/jobs", wire.SubmitJob{Spec: noCommand}, 400, "bad_request"},
+		{"missing workdir object", "POST", "/v1/jobs", wire.SubmitJob{Spec: validSpec(), WorkdirObject: "obj-nope", WorkdirManifest: "m"}, 400, "bad_request"},
+		{"too large", "POST", "/v1/jobs", `{"spec":{"name":"` + strings.Repeat("a", maxJSONBody) + `"}}`, 413, "too_large"},
+		{"unknown job", "GET", "/v1/jobs/job-nope", nil, 404, "not_found"},
+		{"bad limit", "GET", "/v1/jobs?limit=-3", nil, 400, "bad_request"},
+		{"object of unknown kind", "POST", "/v1/objects", wire.CreateObject{Kind: "jobdata", Project: "default"}, 400, "bad_request"},
+		{"chunk for unknown object", "PUT", "/v1/objects/obj-nope/chunks/" + strings.Repeat("a", 64), "x", 404, "not_found"},
+		{"bad chunk address", "GET", "/v1/objects/obj-nope/chunks/..%2f..%2fetc", nil, 400, "bad_request"},
+		{"join with a wrong token", "POST", "/v1/agent/join", wire.Join{JoinToken: "wrong", Name: "n", MilliCPUs: 1000, MemoryBytes: 1}, 401, "unauthorized"},
+		{"heartbeat without credentials", "POST", "/v1/agent/heartbeat", wire.Heartbeat{}, 401, "unauthorized"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, body := e.do(tt.method, tt.path, tt.body, nil)
+			if status != tt.status {
+				t.Fatalf("status %d, want %d: %s", status, tt.status, body)
+			}
+			if got := errorCode(t, body); got != tt.code {
+				t.Errorf("code %q, want %q", got, tt.code)
+			}
+		})
+	}
+	jobs, _ := e.store.JobList(context.Background(), &store.JobListParams{})
+	if len(jobs) != 0 {
+		t.Errorf("bad requests created jobs: %v", jobs)
+	}
+}
+
+// join registers a node and returns the headers that authenticate it.
+func (e *env) join() (string, map[string]string) {
+	e.t.Helper()
+	status, body := e.do("POST", "/v1/agent/join", wire.Join{JoinToken: "tok", Name: "n1", MilliCPUs: 4000, MemoryBytes: 8 << 30}, nil)
+	if status != 201 {
+		e.t.Fatalf("join: %d %s", status, body)
+	}
+	var j wire.Joined
+	json.Unmarshal(body, &j)
+	return j.NodeID, map[string]string{wire.HeaderNode: j.NodeID, "Authorization": "Bearer " + j.Credential}
+}
+
+func TestAgentFlowAndFencing(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	nodeID, auth := e.join()
+	status, body := e.do("POST", "/v1/jobs", wire.SubmitJob{Spec: validSpec()}, nil)
+	if status != 201 {
+		t.Fatalf("submit: %d %s", status, body)
+	}
+	var d wire.JobDetail
+	json.Unmarshal(body, &d)
+	a, err := e.store.AttemptCreate(ctx, &store.AttemptCreateParams{JobID: d.ID, PoolID: e.pool.ID, NodeIDs: []string{nodeID}, Now: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	status, body = e.do("POST", "/v1/agent/heartbeat", wire.Heartbeat{}, auth)
+	var reply wire.HeartbeatReply
+	json.Unmarshal(body, &reply)
+	if status != 200 || len(reply.Start) != 1 || reply.Start[0].FencingToken == "" || len(reply.Start[0].Keys) == 0 {
+		t.Fatalf("heartbeat: %d %s; want one task to start with its token and keys", status, body)
+	}
+	token := reply.Start[0].FencingToken
+
+	path := "/v1/agent/attempts/" + a.ID + "/ranks/0/"
+	wrong := map[string]string{wire.HeaderFence: "forged"}
+	for k, v := range auth {
+		wrong[k] = v
+	}
+	status, body = e.do("POST", path+"logs", wire.TaskLog{Stream: store.Stdout, Data: []byte("x")}, wrong)
+	if status != 409 || errorCode(t, body) != "fenced" {
+		t.Fatalf("forged token: %d %s; want 409 fenced", status, body)
+	}
+	good := map[string]string{wire.HeaderFence: token}
+	for k, v := range auth {
+		good[k] = v
+	}
+	for _, st := range []wire.TaskStatus{{State: core.TaskRunning}, {State: core.TaskExited, ExitCode: 0}} {
+		if status, body := e.do("POST", path+"status", st, good); status != 204 {
+			t.Fatalf("report %s: %d %s", st.State, status, body)
+		}
+	}
+	job, _ := e.store.JobGet(ctx, d.ID)
+	if job.State != core.JobSucceeded {
+		t.Errorf("job state %s, want succeeded", job.State)
+	}
+	// The attempt has ended: its token is stale now.
+	status, body = e.do("POST", path+"logs", wire.TaskLog{Stream: store.Stdout, Data: []byte("late")}, good)
+	if status != 409 || errorCode(t, body) != "fenced" {
+		t.Errorf("write after the end: %d %s; want 409 fenced", status, body)
+	}
+	logs, _ := e.store.LogList(ctx, &store.LogListParams{JobID: d.ID})
+	if len(logs) != 0 {
+		t.Errorf("fenced writes were stored: %v", logs)
+	}
+	// A node the server declared lost is told so.
+	if err := e.store.NodeLeave(ctx, &store.NodeLeaveParams{NodeID: nodeID, Now: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	status, body = e.do("POST", "/v1/agent/heartbeat", wire.Heartbeat{}, auth)
+	if status != 410 || errorCode(t, body) != "node_gone" {
+		t.Errorf("heartbeat of a gone node: %d %s; want 410 node_gone", status, body)
+	}
+}
+
+func TestMetricsEndpoint(t *testing.T) {
+	e := newEnv(t)
+	e.do("GET", "/v1/health", nil, nil)
+	status, body := e.do("GET", "/metrics", nil, nil)
+	if status != 200 || !bytes.Contains(body, []byte(`lode_http_requests_total{code="200",route="GET /v1/health"} 1`)) {
+		t.Errorf("metrics: %d\n%s", status, body)
+	}
+}
+
+// FuzzRequests throws arbitrary bodies at every endpoint that decodes one:
+// the server must answer with a client error, never a 5xx or a panic.
+func FuzzRequests(f *testing.F) {
+	f.Add(0, []byte(`{"spec":{"name":"x"}}`))
+	f.Add(1, []byte(`{"kind":"dataset","project":"p","name":"n"}`))
+	f.Add(2, []byte(`{"join_token":"tok","name":"n","milli_cpus":1,"memory_bytes":1}`))
+	f.Add(3, []byte(`{"addrs":["zz"]}`))
+	f.Add(4, []byte(`{"project":"p","name":"n","object_id":"obj-x","manifest":"m"}`))
+	paths := []string{"/v1/jobs", "/v1/objects", "/v1/agent/join", "/v1/objects/obj-x/missing", "/v1/datasets"}
+	e := newEnv(f)
+	f.Fuzz(func(t *testing.T, which int, body []byte) {
+		if which < 0 {
+			which = -which
+		}
+		e.t = t
+		status, out := e.do("POST", paths[which%len(paths)], body, nil)
+		if status >= 500 {
+			t.Fatalf("status %d for %q: %s", status, body, out)
+		}
+	})
+}
