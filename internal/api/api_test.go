@@ -23,7 +23,7 @@ import (
 
 type nopScheduler struct{}
 
-func (nopScheduler) Wake()                           {}
+func (nopScheduler) Wake()                            {}
 func (nopScheduler) Pending(string) []sched.Rejection { return nil }
 
 type env struct {
