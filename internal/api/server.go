@@ -150,6 +150,11 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, store.ErrNodeGone):
 		ae = &apiError{http.StatusGone, wire.Error{Code: "node_gone", Message: err.Error(),
 			Hint: "stop this node's tasks and join again"}}
+	case errors.Is(err, data.ErrNoSpace):
+		s.cfg.Logger.Error("blob store is full", slog.Any("err", err))
+		ae = &apiError{http.StatusInsufficientStorage, wire.Error{Code: "no_space",
+			Message: "the control plane's blob store is out of space; the upload was not committed",
+			Hint:    "free space where the server keeps its blobs, or point --blob-url at larger storage"}}
 	case errors.Is(err, data.ErrBadName):
 		ae = &apiError{http.StatusBadRequest, wire.Error{Code: "bad_request", Message: err.Error()}}
 	case errors.Is(err, context.Canceled):

@@ -23,6 +23,8 @@ var (
 	// ErrBadName says that an object ID, chunk address or manifest name is malformed. Stores
 	// refuse such names so that no caller can reach keys outside its object.
 	ErrBadName = errors.New("data: malformed object ID, chunk address or manifest name")
+	// ErrNoSpace says that the blob store's disk is full.
+	ErrNoSpace = errors.New("no space left on the blob store's disk")
 )
 
 // ChunkStore is where sealed bytes go. The control plane implements it over a blob bucket
@@ -301,7 +303,7 @@ func storeError(op string, err error) error {
 	case gcerrors.Code(err) == gcerrors.NotFound:
 		return fmt.Errorf("data: %s: %w", op, ErrNotFound)
 	case errors.Is(err, syscall.ENOSPC):
-		return fmt.Errorf("data: %s: no space left on the blob store's disk: %w", op, err)
+		return fmt.Errorf("data: %s: %w: %w", op, ErrNoSpace, err)
 	}
 	return fmt.Errorf("data: %s: %w", op, err)
 }

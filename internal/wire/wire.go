@@ -34,7 +34,7 @@ type ErrorBody struct {
 // Error says what went wrong and what to do about it.
 type Error struct {
 	// Code is stable and machine-readable: bad_request, not_found,
-	// conflict, fenced, node_gone, unauthorized, too_large, unavailable,
+	// conflict, fenced, node_gone, unauthorized, too_large, no_space,
 	// internal.
 	Code    string `json:"code"`
 	Message string `json:"message"`
