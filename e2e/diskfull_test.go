@@ -42,7 +42,7 @@ func TestFullDiskWhileUploading(t *testing.T) {
 	if code == 0 {
 		t.Fatalf("push to a full disk succeeded")
 	}
-	if !strings.Contains(stderr, "no space left") {
+	if !strings.Contains(stderr, "out of space") {
 		t.Errorf("the error does not say the disk is full:\n%s", stderr)
 	}
 	if strings.Contains(stderr, "goroutine") || strings.Count(strings.TrimSpace(stderr), "\n") > 2 {
