@@ -131,9 +131,16 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	for ref := range running {
-		if !known[ref] {
-			reply.Stop = append(reply.Stop, wire.StopTask{TaskRef: ref, Reason: "unknown to the control plane"})
+		if known[ref] {
+			continue
 		}
+		// Tasks of an attempt that ended (a rank failed, the job was
+		// cancelled, a node was lost) leave the node's list at once.
+		reason := "unknown to the control plane"
+		if a, err := s.cfg.Store.AttemptGet(ctx, ref.AttemptID); err == nil {
+			reason = "attempt " + string(a.State)
+		}
+		reply.Stop = append(reply.Stop, wire.StopTask{TaskRef: ref, Reason: reason})
 	}
 	return writeJSON(w, http.StatusOK, reply)
 }

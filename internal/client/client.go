@@ -236,7 +236,20 @@ func (c *Client) FollowLogs(ctx context.Context, id string, after int64, fn func
 		return err
 	}
 	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
+	err = readEvents(resp.Body, fn)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
+// errEndOfStream: the event stream ended before the job did.
+var errEndOfStream = errors.New("log stream ended early")
+
+// readEvents decodes a text/event-stream of LogEvents, calling fn for each,
+// until the event that ends the job.
+func readEvents(r io.Reader, fn func(wire.LogEvent) error) error {
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	for sc.Scan() {
 		line, ok := strings.CutPrefix(sc.Text(), "data: ")
@@ -245,7 +258,7 @@ func (c *Client) FollowLogs(ctx context.Context, id string, after int64, fn func
 		}
 		var ev wire.LogEvent
 		if err := json.Unmarshal([]byte(line), &ev); err != nil {
-			return fmt.Errorf("bad log event: %w", err)
+			return fmt.Errorf("bad log event from the server: %w", err)
 		}
 		if err := fn(ev); err != nil {
 			return err
@@ -254,13 +267,10 @@ func (c *Client) FollowLogs(ctx context.Context, id string, after int64, fn func
 			return nil
 		}
 	}
-	if err := sc.Err(); err != nil && ctx.Err() == nil {
+	if err := sc.Err(); err != nil {
 		return fmt.Errorf("%w: log stream broke: %v", ErrUnreachable, err)
 	}
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	return fmt.Errorf("%w: log stream ended early", ErrUnreachable)
+	return fmt.Errorf("%w: %w", ErrUnreachable, errEndOfStream)
 }
 
 // Metrics returns a job's metric lines after a sequence number.
