@@ -174,3 +174,34 @@ func FuzzParseGPUs(f *testing.F) {
 		}
 	})
 }
+
+func TestCheckTaskTransition(t *testing.T) {
+	tests := []struct {
+		from     TaskState
+		fromExit int
+		to       TaskState
+		exit     int
+		changed  bool
+		bad      bool
+	}{
+		{from: TaskAssigned, to: TaskRunning, changed: true},
+		{from: TaskRunning, to: TaskRunning},
+		{from: TaskRunning, to: TaskExited, exit: 3, changed: true},
+		{from: TaskAssigned, to: TaskLost, changed: true},
+		{from: TaskExited, fromExit: 3, to: TaskExited, exit: 3},
+		{from: TaskExited, fromExit: 3, to: TaskExited, exit: 0, bad: true},
+		{from: TaskExited, to: TaskRunning, bad: true},
+		{from: TaskKilled, to: TaskExited, bad: true},
+		{from: TaskRunning, to: TaskAssigned, bad: true},
+		{from: TaskRunning, to: "bogus", bad: true},
+	}
+	for _, tt := range tests {
+		changed, err := CheckTaskTransition(tt.from, tt.fromExit, tt.to, tt.exit)
+		if tt.bad != (err != nil) || changed != tt.changed {
+			t.Errorf("%s(%d) -> %s(%d): changed %v, err %v", tt.from, tt.fromExit, tt.to, tt.exit, changed, err)
+		}
+		if err != nil && !errors.Is(err, ErrTransition) {
+			t.Errorf("%v does not wrap ErrTransition", err)
+		}
+	}
+}

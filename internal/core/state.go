@@ -92,6 +92,25 @@ const (
 // Terminal reports whether the task has ended.
 func (s TaskState) Terminal() bool { return s != TaskAssigned && s != TaskRunning }
 
+// CheckTaskTransition says whether a task may move as its agent reports:
+// agents report running, exited, killed or lost; a task that ended cannot
+// move again; a report repeated (running again, or the same end with the same
+// exit code) is no change. The error wraps ErrTransition.
+func CheckTaskTransition(from TaskState, fromExit int, to TaskState, exitCode int) (changed bool, err error) {
+	switch to {
+	case TaskRunning, TaskExited, TaskKilled, TaskLost:
+	default:
+		return false, fmt.Errorf("%w: task %s -> %q", ErrTransition, from, to)
+	}
+	if from.Terminal() {
+		if from == to && fromExit == exitCode {
+			return false, nil
+		}
+		return false, fmt.Errorf("%w: task %s -> %s", ErrTransition, from, to)
+	}
+	return !(from == TaskRunning && to == TaskRunning), nil
+}
+
 // AttemptOutcome derives an attempt's state from the states and exit codes of
 // its ranks: it succeeds when every rank exited 0, fails as soon as one rank
 // exited otherwise, is lost when a rank's node was lost, and is running while

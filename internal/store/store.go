@@ -78,10 +78,13 @@ type Store interface {
 	AttemptCreate(ctx context.Context, p *AttemptCreateParams) (*Attempt, error)
 	// AttemptGet returns an attempt with its tasks.
 	AttemptGet(ctx context.Context, id string) (*Attempt, error)
-	// AttemptListByJob returns a job's attempts, oldest first, with tasks.
+	// AttemptListByJob returns a job's attempts, oldest first, with tasks;
+	// ErrNotFound for an unknown job (so do the other list-by-job methods).
 	AttemptListByJob(ctx context.Context, jobID string) ([]*Attempt, error)
-	// TaskListByNode returns the tasks placed on a node whose attempts have
-	// not ended, with what the node needs to run or stop them.
+	// TaskListByNode returns the unfinished tasks placed on a node (their
+	// attempts are live: when an attempt ends, its unfinished tasks are
+	// killed in the same transaction and leave this list), with what the
+	// node needs to run them. ErrNotFound for an unknown node.
 	TaskListByNode(ctx context.Context, nodeID string) ([]*Assignment, error)
 	// TaskUpdate records a task's new state (fenced). When that ends the
 	// attempt, the job moves on in the same transaction.

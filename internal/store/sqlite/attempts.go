@@ -413,25 +413,6 @@ func fence(ctx context.Context, tx *sql.Tx, f store.Fence) (*store.Attempt, *sto
 	return a, j, nil
 }
 
-// checkTaskTransition says whether a task may move as reported: an agent
-// reports running, exited, killed or lost, a task that ended cannot move
-// again, and a report repeated (running again, or the same end again) is
-// no change.
-func checkTaskTransition(t *store.Task, to core.TaskState, exitCode int) (changed bool, err error) {
-	switch to {
-	case core.TaskRunning, core.TaskExited, core.TaskKilled, core.TaskLost:
-	default:
-		return false, fmt.Errorf("%w: task %s/%d %s -> %q", core.ErrTransition, t.AttemptID, t.Rank, t.State, to)
-	}
-	if t.State.Terminal() {
-		if t.State == to && t.ExitCode == exitCode {
-			return false, nil
-		}
-		return false, fmt.Errorf("%w: task %s/%d %s -> %s", core.ErrTransition, t.AttemptID, t.Rank, t.State, to)
-	}
-	return !(t.State == core.TaskRunning && to == core.TaskRunning), nil
-}
-
 // TaskUpdate records a task's new state (fenced). Running sets the task's
 // StartedAt, an end its EndedAt; ExitCode is kept for ends only. The
 // attempt's state follows core.AttemptOutcome; when the attempt ends, its
@@ -456,7 +437,7 @@ func (s *Store) TaskUpdate(ctx context.Context, p *store.TaskUpdateParams) (*sto
 			return fmt.Errorf("task of rank %d in attempt %s: %w", p.Rank, a.ID, store.ErrNotFound)
 		}
 		t := a.Tasks[p.Rank]
-		changed, err := checkTaskTransition(t, p.State, p.ExitCode)
+		changed, err := core.CheckTaskTransition(t.State, t.ExitCode, p.State, p.ExitCode)
 		if err != nil || !changed {
 			return err
 		}
