@@ -61,6 +61,15 @@ printf 'weights' > out/model.bin
 	if err != nil || string(got) != "weights" {
 		t.Fatalf("fetched output = %q, %v; want \"weights\"", got, err)
 	}
+	// `lode artifacts get --local` fetches the same bytes later, from the
+	// same data directory.
+	again := filepath.Join(t.TempDir(), "again")
+	if code, _, stderr := lode(t, []string{"LODE_HOME=" + home}, "artifacts", "get", "--local", id, again); code != 0 {
+		t.Fatalf("artifacts get --local: %s", stderr)
+	}
+	if b, err := os.ReadFile(filepath.Join(again, "model.bin")); err != nil || string(b) != "weights" {
+		t.Errorf("artifacts get --local: %q, %v; want \"weights\"", b, err)
+	}
 	// The task's private directory, which held decrypted data, is gone.
 	tasks, err := os.ReadDir(filepath.Join(home, "agent", "tasks"))
 	if err != nil || len(tasks) != 0 {
@@ -237,4 +246,12 @@ func detachedJob(t *testing.T, cl *cluster, spec string) string {
 		t.Fatalf("submit: exit %d: %s", code, stderr)
 	}
 	return strings.TrimSpace(stdout)
+}
+
+func TestOneControlPlanePerDataDirectory(t *testing.T) {
+	cl := startServer(t, "--no-local-pool")
+	code, _, stderr := lode(t, []string{"LODE_HOME=" + cl.dataDir}, "ps", "--local")
+	if code != 1 || !strings.Contains(stderr, "another lode process") {
+		t.Errorf("exit %d, stderr:\n%s\nwant a refusal naming the other process", code, stderr)
+	}
 }

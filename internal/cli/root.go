@@ -10,11 +10,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"log/slog"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
 
 	"lode.dev/lode/internal/client"
+	"lode.dev/lode/internal/core"
+	"lode.dev/lode/internal/server"
 )
 
 // Version is set at build time.
@@ -36,17 +39,28 @@ func (e *ExitError) Error() string {
 
 func (e *ExitError) Unwrap() error { return e.Err }
 
-// globals are the flags every command shares.
+// globals are the flags every command shares, and the embedded control
+// plane a --local command runs.
 type globals struct {
 	server string
 	output string
+	local  bool
 	out    io.Writer
 	errOut io.Writer
+
+	// localPool makes the embedded control plane run this machine's pool
+	// (lode run --local); localGPUs declares its GPUs.
+	localPool bool
+	localGPUs []core.GPU
+	embedded  *server.Server
 }
 
 // Root returns the `lode` command.
 func Root() *cobra.Command {
-	g := &globals{out: os.Stdout, errOut: os.Stderr}
+	return newRoot(&globals{out: os.Stdout, errOut: os.Stderr})
+}
+
+func newRoot(g *globals) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "lode",
 		Short: "Run ML training on any compute from one control plane",
@@ -61,6 +75,8 @@ when a node disappears.`,
 	root.PersistentFlags().StringVar(&g.server, "server", cmp.Or(os.Getenv("LODE_SERVER"), "http://127.0.0.1:7070"),
 		"control plane address (or $LODE_SERVER)")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "text", "output format: text or json")
+	root.PersistentFlags().BoolVar(&g.local, "local", false,
+		"use an embedded control plane on this machine's data directory ($LODE_HOME) instead of --server")
 	root.AddCommand(
 		serverCmd(g), agentCmd(g), runCmd(g), psCmd(g), statusCmd(g), logsCmd(g), cancelCmd(g),
 		poolsCmd(g), nodesCmd(g), dataCmd(g), artifactsCmd(g), guardCmd(),
@@ -70,9 +86,11 @@ when a node disappears.`,
 
 // Main runs the command line and returns the process exit code.
 func Main(ctx context.Context, args []string) int {
-	root := Root()
+	g := &globals{out: os.Stdout, errOut: os.Stderr}
+	root := newRoot(g)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
+	g.close()
 	if err == nil {
 		return 0
 	}
@@ -94,8 +112,29 @@ func Main(ctx context.Context, args []string) int {
 	return 1
 }
 
+// client connects to the control plane: the one at --server, or with
+// --local an embedded one started now and stopped when the command ends.
 func (g *globals) client() (*client.Client, error) {
+	if g.local && g.embedded == nil {
+		log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		srv, err := server.Start(context.Background(), server.Config{
+			DataDir: dataHome(), Listen: "127.0.0.1:0", NoLocalPool: !g.localPool, LocalGPUs: g.localGPUs,
+			Guard: selfBinary(), Version: Version, Logger: log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		g.embedded, g.server = srv, srv.URL()
+	}
 	return client.New(g.server)
+}
+
+// close stops the embedded control plane, if any.
+func (g *globals) close() {
+	if g.embedded != nil {
+		g.embedded.Shutdown(context.Background())
+		g.embedded = nil
+	}
 }
 
 func (g *globals) json() bool { return g.output == "json" }

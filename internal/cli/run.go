@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,14 +13,13 @@ import (
 
 	"lode.dev/lode/internal/client"
 	"lode.dev/lode/internal/core"
-	"lode.dev/lode/internal/server"
 	"lode.dev/lode/internal/spec"
 	"lode.dev/lode/internal/store"
 	"lode.dev/lode/internal/wire"
 )
 
 func runCmd(g *globals) *cobra.Command {
-	var local, detach bool
+	var detach bool
 	var gpus, outputs string
 	cmd := &cobra.Command{
 		Use:   "run SPEC",
@@ -41,17 +39,12 @@ machine's pool run in this process, with state in the user's data directory.`,
 			}
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
+			local := g.local
 			if local {
-				localGPUs, err := parseGPUFlag(gpus)
-				if err != nil {
+				if g.localGPUs, err = parseGPUFlag(gpus); err != nil {
 					return err
 				}
-				srv, err := startLocal(ctx, localGPUs)
-				if err != nil {
-					return err
-				}
-				defer srv.Shutdown(context.Background())
-				g.server = srv.URL()
+				g.localPool = true
 			}
 			c, err := g.client()
 			if err != nil {
@@ -81,7 +74,6 @@ machine's pool run in this process, with state in the user's data directory.`,
 			return fetchOutputs(ctx, g, c, detail.ID, outputs)
 		},
 	}
-	cmd.Flags().BoolVar(&local, "local", false, "run on an embedded control plane on this machine")
 	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "submit and print the job ID without following it")
 	cmd.Flags().StringVar(&outputs, "outputs", "", "fetch the job's outputs into this directory when it succeeds (default with --local: lode-outputs/JOB)")
 	cmd.Flags().StringVar(&gpus, "gpus", "", "with --local: declare this machine's GPUs, e.g. 1xrtx4090 (default: ask nvidia-smi)")
@@ -100,15 +92,6 @@ func readSpec(path string) (*spec.Job, error) {
 		return nil, &ExitError{Code: 2, Err: fmt.Errorf("%w\nnothing was submitted", err)}
 	}
 	return job, nil
-}
-
-// startLocal starts an embedded control plane with this machine's pool.
-func startLocal(ctx context.Context, gpus []core.GPU) (*server.Server, error) {
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	return server.Start(ctx, server.Config{
-		DataDir: dataHome(), Listen: "127.0.0.1:0", LocalGPUs: gpus,
-		Guard: selfBinary(), Version: Version, Logger: log,
-	})
 }
 
 // submit pushes what the job needs and queues it.
@@ -195,7 +178,7 @@ func follow(ctx context.Context, g *globals, c *client.Client, id string, cancel
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(g.errOut, summary(d))
+	fmt.Fprintln(g.errOut, summary(d, g.local))
 	if g.json() {
 		g.printJSON(d)
 	}
@@ -210,7 +193,7 @@ func follow(ctx context.Context, g *globals, c *client.Client, id string, cancel
 }
 
 // summary is one line on how a job ended.
-func summary(d *wire.JobDetail) string {
+func summary(d *wire.JobDetail, local bool) string {
 	took := ""
 	if !d.FinishedAt.IsZero() {
 		took = " in " + d.FinishedAt.Sub(d.CreatedAt).Round(time.Second).String()
@@ -224,9 +207,16 @@ func summary(d *wire.JobDetail) string {
 		s += ": " + d.Reason
 	}
 	if d.State == core.JobSucceeded {
-		s += fmt.Sprintf("; fetch its outputs with `lode artifacts get %s DIR`", d.ID)
+		s += fmt.Sprintf("; fetch its outputs with `lode artifacts get%s %s DIR`", localFlag(local), d.ID)
 	}
 	return strings.TrimSpace(s)
+}
+
+func localFlag(local bool) string {
+	if local {
+		return " --local"
+	}
+	return ""
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"lode.dev/lode/internal/agent"
@@ -66,6 +67,7 @@ type Config struct {
 // Server is a running control plane.
 type Server struct {
 	cfg      Config
+	lock     *os.File
 	store    store.Store
 	keyring  *data.Keyring
 	bucket   interface{ Close() error }
@@ -106,6 +108,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 			s.closeState()
 		}
 	}()
+	if s.lock, err = lockDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
 	if s.store, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, "lode.db")); err != nil {
 		return nil, err
 	}
@@ -289,6 +294,21 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
+// lockDir takes the data directory for this process: two control planes on
+// one directory would each think they own its local pool.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("another lode process (a `lode server` or a --local command) is using %s; "+
+			"talk to it with --server, or wait for it to finish", dir)
+	}
+	return f, nil
+}
+
 func (s *Server) closeState() {
 	if s.store != nil {
 		s.store.Close()
@@ -298,6 +318,9 @@ func (s *Server) closeState() {
 	}
 	if s.bucket != nil {
 		s.bucket.Close()
+	}
+	if s.lock != nil {
+		s.lock.Close() // releases the lock
 	}
 }
 
