@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"lode.dev/lode/internal/core"
 	"lode.dev/lode/internal/store"
@@ -292,23 +293,22 @@ func (s *Server) taskMetrics(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) commitCheckpoint(w http.ResponseWriter, r *http.Request) error {
-	f, _, err := s.fence(r)
-	if err != nil {
-		return err
-	}
-	var req wire.Commit
-	if err := decode(r, &req); err != nil {
-		return err
-	}
-	ck, err := s.cfg.Store.CheckpointCommit(r.Context(), &store.CheckpointCommitParams{
-		Fence: f, Manifest: req.Manifest, Files: req.Files, Bytes: req.Bytes, Now: s.cfg.Now().UTC()})
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusCreated, ck)
+	return s.commit(w, r, func(f store.Fence, c wire.Commit, now time.Time) (any, error) {
+		return s.cfg.Store.CheckpointCommit(r.Context(), &store.CheckpointCommitParams{
+			Fence: f, Manifest: c.Manifest, Files: c.Files, Bytes: c.Bytes, Now: now})
+	})
 }
 
 func (s *Server) commitArtifact(w http.ResponseWriter, r *http.Request) error {
+	return s.commit(w, r, func(f store.Fence, c wire.Commit, now time.Time) (any, error) {
+		return s.cfg.Store.ArtifactCommit(r.Context(), &store.ArtifactCommitParams{
+			Fence: f, Manifest: c.Manifest, Files: c.Files, Bytes: c.Bytes, Now: now})
+	})
+}
+
+// commit records a manifest an attempt pushed into its job's data object,
+// once the manifest is known to be stored there.
+func (s *Server) commit(w http.ResponseWriter, r *http.Request, record func(store.Fence, wire.Commit, time.Time) (any, error)) error {
 	f, _, err := s.fence(r)
 	if err != nil {
 		return err
@@ -317,10 +317,23 @@ func (s *Server) commitArtifact(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	a, err := s.cfg.Store.ArtifactCommit(r.Context(), &store.ArtifactCommitParams{
-		Fence: f, Manifest: req.Manifest, Files: req.Files, Bytes: req.Bytes, Now: s.cfg.Now().UTC()})
+	a, err := s.cfg.Store.AttemptGet(r.Context(), f.AttemptID)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.ErrFenced
+	}
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusCreated, a)
+	j, err := s.cfg.Store.JobGet(r.Context(), a.JobID)
+	if err != nil {
+		return err
+	}
+	if _, err := s.cfg.Chunks.GetManifest(r.Context(), j.DataObject, req.Manifest); err != nil {
+		return badRequest("push the directory before committing it", "manifest %q is not stored for job %s: %v", req.Manifest, j.ID, err)
+	}
+	out, err := record(f, req, s.cfg.Now().UTC())
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, out)
 }

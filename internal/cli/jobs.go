@@ -16,7 +16,29 @@ import (
 	"lode.dev/lode/internal/core"
 	"lode.dev/lode/internal/data"
 	"lode.dev/lode/internal/store"
+	"lode.dev/lode/internal/wire"
 )
+
+// show fetches something from the control plane and prints it: as JSON
+// with -o json, else with text.
+func show[T any](g *globals, fetch func(*client.Client) (T, error), text func(T)) error {
+	if err := g.checkOutput(); err != nil {
+		return err
+	}
+	c, err := g.client()
+	if err != nil {
+		return err
+	}
+	v, err := fetch(c)
+	if err != nil {
+		return err
+	}
+	if g.json() {
+		return g.printJSON(v)
+	}
+	text(v)
+	return nil
+}
 
 func table(g *globals, header string, rows [][]string) {
 	tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
@@ -42,26 +64,13 @@ func psCmd(g *globals) *cobra.Command {
 		Short: "List jobs, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := g.checkOutput(); err != nil {
-				return err
-			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			jobs, err := c.Jobs(cmd.Context(), project, limit)
-			if err != nil {
-				return err
-			}
-			if g.json() {
-				return g.printJSON(jobs)
-			}
-			var rows [][]string
-			for _, j := range jobs {
-				rows = append(rows, []string{j.ID, j.Name, j.Project, string(j.State), fmt.Sprint(j.Attempts), ago(j.CreatedAt), j.Reason})
-			}
-			table(g, "ID\tNAME\tPROJECT\tSTATE\tATTEMPTS\tCREATED\tREASON", rows)
-			return nil
+			return show(g, func(c *client.Client) ([]*store.Job, error) { return c.Jobs(cmd.Context(), project, limit) }, func(jobs []*store.Job) {
+				var rows [][]string
+				for _, j := range jobs {
+					rows = append(rows, []string{j.ID, j.Name, j.Project, string(j.State), fmt.Sprint(j.Attempts), ago(j.CreatedAt), j.Reason})
+				}
+				table(g, "ID\tNAME\tPROJECT\tSTATE\tATTEMPTS\tCREATED\tREASON", rows)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&project, "project", "", "only this project's jobs")
@@ -75,44 +84,31 @@ func statusCmd(g *globals) *cobra.Command {
 		Short: "Show a job, its attempts, and why it waits",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := g.checkOutput(); err != nil {
-				return err
-			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			d, err := c.Job(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			if g.json() {
-				return g.printJSON(d)
-			}
-			fmt.Fprintf(g.out, "job:       %s (%s)\nproject:   %s\nstate:     %s\nreason:    %s\nsubmitted: %s\n",
-				d.ID, d.Name, d.Project, d.State, d.Reason, d.CreatedAt.Local().Format(time.RFC3339))
-			if !d.FinishedAt.IsZero() {
-				fmt.Fprintf(g.out, "finished:  %s (exit code %d)\n", d.FinishedAt.Local().Format(time.RFC3339), d.ExitCode)
-			}
-			fmt.Fprintf(g.out, "retries:   %d after node loss (of %d), %d after errors (of %d)\n",
-				d.Retries.NodeLost, d.Spec.Retries.OnNodeLost, d.Retries.Error, d.Spec.Retries.OnError)
-			for _, r := range d.Pending {
-				fmt.Fprintf(g.out, "waiting:   %s\n", r)
-			}
-			if len(d.AttemptList) > 0 {
-				fmt.Fprintln(g.out, "\nattempts:")
-				var rows [][]string
-				for _, a := range d.AttemptList {
-					nodes := make([]string, len(a.Tasks))
-					for i, t := range a.Tasks {
-						nodes[i] = fmt.Sprintf("%d:%s(%s)", t.Rank, t.NodeID, t.State)
-					}
-					rows = append(rows, []string{fmt.Sprint(a.Seq), a.ID, string(a.State), a.CreatedAt.Local().Format(time.TimeOnly),
-						strings.Join(nodes, " "), a.Reason})
+			return show(g, func(c *client.Client) (*wire.JobDetail, error) { return c.Job(cmd.Context(), args[0]) }, func(d *wire.JobDetail) {
+				fmt.Fprintf(g.out, "job:       %s (%s)\nproject:   %s\nstate:     %s\nreason:    %s\nsubmitted: %s\n",
+					d.ID, d.Name, d.Project, d.State, d.Reason, d.CreatedAt.Local().Format(time.RFC3339))
+				if !d.FinishedAt.IsZero() {
+					fmt.Fprintf(g.out, "finished:  %s (exit code %d)\n", d.FinishedAt.Local().Format(time.RFC3339), d.ExitCode)
 				}
-				table(g, "#\tATTEMPT\tSTATE\tPLACED\tRANKS\tREASON", rows)
-			}
-			return nil
+				fmt.Fprintf(g.out, "retries:   %d after node loss (of %d), %d after errors (of %d)\n",
+					d.Retries.NodeLost, d.Spec.Retries.OnNodeLost, d.Retries.Error, d.Spec.Retries.OnError)
+				for _, r := range d.Pending {
+					fmt.Fprintf(g.out, "waiting:   %s\n", r)
+				}
+				if len(d.AttemptList) > 0 {
+					fmt.Fprintln(g.out, "\nattempts:")
+					var rows [][]string
+					for _, a := range d.AttemptList {
+						nodes := make([]string, len(a.Tasks))
+						for i, t := range a.Tasks {
+							nodes[i] = fmt.Sprintf("%d:%s(%s)", t.Rank, t.NodeID, t.State)
+						}
+						rows = append(rows, []string{fmt.Sprint(a.Seq), a.ID, string(a.State), a.CreatedAt.Local().Format(time.TimeOnly),
+							strings.Join(nodes, " "), a.Reason})
+					}
+					table(g, "#\tATTEMPT\tSTATE\tPLACED\tRANKS\tREASON", rows)
+				}
+			})
 		},
 	}
 }
@@ -184,27 +180,14 @@ func poolsCmd(g *globals) *cobra.Command {
 		Short: "List pools",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := g.checkOutput(); err != nil {
-				return err
-			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			pools, err := c.Pools(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if g.json() {
-				return g.printJSON(pools)
-			}
-			var rows [][]string
-			for _, p := range pools {
-				rows = append(rows, []string{p.Name, p.Driver, p.Region, p.Tier.String(), string(p.State),
-					fmt.Sprintf("%d/%d", p.ReadyNodes, p.Nodes), fmt.Sprint(p.GPUs)})
-			}
-			table(g, "NAME\tDRIVER\tREGION\tTRUST\tSTATE\tREADY/NODES\tGPUS", rows)
-			return nil
+			return show(g, func(c *client.Client) ([]wire.PoolInfo, error) { return c.Pools(cmd.Context()) }, func(pools []wire.PoolInfo) {
+				var rows [][]string
+				for _, p := range pools {
+					rows = append(rows, []string{p.Name, p.Driver, p.Region, p.Tier.String(), string(p.State),
+						fmt.Sprintf("%d/%d", p.ReadyNodes, p.Nodes), fmt.Sprint(p.GPUs)})
+				}
+				table(g, "NAME\tDRIVER\tREGION\tTRUST\tSTATE\tREADY/NODES\tGPUS", rows)
+			})
 		},
 	}
 	cmd.AddCommand(&cobra.Command{
@@ -237,35 +220,22 @@ func nodesCmd(g *globals) *cobra.Command {
 		Short: "List nodes",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := g.checkOutput(); err != nil {
-				return err
-			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			nodes, err := c.Nodes(cmd.Context(), pool)
-			if err != nil {
-				return err
-			}
-			if g.json() {
-				return g.printJSON(nodes)
-			}
-			var rows [][]string
-			for _, n := range nodes {
-				gpus := map[string]int{}
-				for _, gp := range n.GPUs {
-					gpus[gp.Model]++
+			return show(g, func(c *client.Client) ([]*store.Node, error) { return c.Nodes(cmd.Context(), pool) }, func(nodes []*store.Node) {
+				var rows [][]string
+				for _, n := range nodes {
+					gpus := map[string]int{}
+					for _, gp := range n.GPUs {
+						gpus[gp.Model]++
+					}
+					var gs []string
+					for m, k := range gpus {
+						gs = append(gs, fmt.Sprintf("%dx%s", k, m))
+					}
+					rows = append(rows, []string{n.ID, n.Name, n.PoolID, string(n.State), fmt.Sprintf("%.1f", float64(n.MilliCPUs)/1000),
+						core.FormatBytes(n.MemoryBytes), strings.Join(gs, ","), ago(n.LastHeartbeatAt)})
 				}
-				var gs []string
-				for m, k := range gpus {
-					gs = append(gs, fmt.Sprintf("%dx%s", k, m))
-				}
-				rows = append(rows, []string{n.ID, n.Name, n.PoolID, string(n.State), fmt.Sprintf("%.1f", float64(n.MilliCPUs)/1000),
-					core.FormatBytes(n.MemoryBytes), strings.Join(gs, ","), ago(n.LastHeartbeatAt)})
-			}
-			table(g, "ID\tNAME\tPOOL\tSTATE\tCPUS\tMEMORY\tGPUS\tHEARTBEAT", rows)
-			return nil
+				table(g, "ID\tNAME\tPOOL\tSTATE\tCPUS\tMEMORY\tGPUS\tHEARTBEAT", rows)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&pool, "pool", "", "only this pool's nodes")
@@ -305,27 +275,14 @@ func dataCmd(g *globals) *cobra.Command {
 		Short: "List datasets (newest version of each)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := g.checkOutput(); err != nil {
-				return err
-			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			ds, err := c.Datasets(cmd.Context(), project)
-			if err != nil {
-				return err
-			}
-			if g.json() {
-				return g.printJSON(ds)
-			}
-			var rows [][]string
-			for _, d := range ds {
-				rows = append(rows, []string{d.Name, fmt.Sprintf("v%d", d.Version), d.Project, d.Classification.String(),
-					fmt.Sprint(d.Files), core.FormatBytes(d.Bytes), ago(d.CreatedAt)})
-			}
-			table(g, "NAME\tVERSION\tPROJECT\tCLASSIFICATION\tFILES\tSIZE\tPUSHED", rows)
-			return nil
+			return show(g, func(c *client.Client) ([]*store.Dataset, error) { return c.Datasets(cmd.Context(), project) }, func(ds []*store.Dataset) {
+				var rows [][]string
+				for _, d := range ds {
+					rows = append(rows, []string{d.Name, fmt.Sprintf("v%d", d.Version), d.Project, d.Classification.String(),
+						fmt.Sprint(d.Files), core.FormatBytes(d.Bytes), ago(d.CreatedAt)})
+				}
+				table(g, "NAME\tVERSION\tPROJECT\tCLASSIFICATION\tFILES\tSIZE\tPUSHED", rows)
+			})
 		},
 	}
 	rm := &cobra.Command{
