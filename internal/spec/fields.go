@@ -110,6 +110,29 @@ var jobFields = []field[Job]{
 		decode: func(d *decoder, n *yaml.Node, p string, j *Job) { j.Nodes, _ = d.int(n, p) },
 	},
 	{
+		name:   "interconnect",
+		schema: object("What a gang needs between its nodes. Gangs are placed only inside one interconnect domain that meets it; without this key a gang needs "+fmt.Sprint(DefaultGangGbps)+" Gbit/s.", interconnectFields),
+		decode: func(d *decoder, n *yaml.Node, p string, j *Job) {
+			j.Interconnect = &Interconnect{}
+			decodeObject(d, n, p, interconnectFields, j.Interconnect)
+		},
+	},
+	{
+		name: "estimate",
+		schema: durationSchema("How long the job runs on one A100 per rank (or on its CPUs when it uses no GPU). Placement predicts cost and finish time from it, scaled by each GPU model's throughput; "+
+			DefaultEstimate.String()+" when left out.", "", "3h"),
+		decode: func(d *decoder, n *yaml.Node, p string, j *Job) { j.Estimate, _ = d.duration(n, p) },
+	},
+	{
+		name:   "objective",
+		schema: enumSchema("What placement minimizes among the pools that satisfy every constraint: cost (expected price, rework included) or time (predicted finish).", []string{ObjectiveCost, ObjectiveTime}, ObjectiveCost, "time"),
+		decode: func(d *decoder, n *yaml.Node, p string, j *Job) {
+			if v, ok := enum(d, n, p, "objective", []string{ObjectiveCost, ObjectiveTime}, "cost or time", parseObjective); ok {
+				j.Objective = v
+			}
+		},
+	},
+	{
 		name: "datasets",
 		schema: &jsonSchema{
 			Description: "Datasets the job reads, each mounted read-only.",
@@ -286,6 +309,24 @@ var datasetFields = []field[Dataset]{
 			"./data/coco"),
 		decode: func(d *decoder, n *yaml.Node, p string, ds *Dataset) { ds.From, _ = d.str(n, p) },
 	},
+}
+
+var interconnectFields = []field[Interconnect]{
+	{
+		name: "min_gbps", required: true,
+		schema: &jsonSchema{
+			Description: "Bandwidth between the gang's nodes, in Gbit/s.",
+			Type:        "number", ExclusiveMinimum: ptr(0.0), Examples: []any{100},
+		},
+		decode: func(d *decoder, n *yaml.Node, p string, ic *Interconnect) { ic.MinGbps, _ = d.float(n, p) },
+	},
+}
+
+func parseObjective(s string) (string, error) {
+	if s == ObjectiveCost || s == ObjectiveTime {
+		return s, nil
+	}
+	return "", fmt.Errorf("unknown objective %q", s)
 }
 
 var checkpointFields = []field[Checkpoint]{

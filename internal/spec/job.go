@@ -23,9 +23,19 @@ type Job struct {
 	// Workdir is the local directory uploaded (encrypted) and unpacked as
 	// the task's working directory, as written in the spec (relative paths
 	// are relative to the spec file's directory). Empty: nothing uploaded.
-	Workdir        string              `json:"workdir,omitempty"`
-	Resources      core.Resources      `json:"resources"`
-	Nodes          int                 `json:"nodes"`
+	Workdir   string         `json:"workdir,omitempty"`
+	Resources core.Resources `json:"resources"`
+	Nodes     int            `json:"nodes"`
+	// Interconnect is what a gang needs between its nodes; nil takes the
+	// default need for gangs (DefaultGangGbps).
+	Interconnect *Interconnect `json:"interconnect,omitempty"`
+	// Estimate is how long the job runs on the reference GPU (an A100; see
+	// sched.DefaultThroughput) or, without GPUs, on the CPUs it asks for.
+	// The scheduler predicts cost and finish time from it; 0 means unknown
+	// (DefaultEstimate is assumed).
+	Estimate Duration `json:"estimate,omitempty"`
+	// Objective is what placement minimizes: "cost" (the default) or "time".
+	Objective      string              `json:"objective,omitempty"`
 	Datasets       []Dataset           `json:"datasets,omitempty"`
 	Checkpoint     *Checkpoint         `json:"checkpoint,omitempty"`
 	Outputs        string              `json:"outputs,omitempty"`
@@ -57,6 +67,17 @@ type Checkpoint struct {
 	Path  string   `json:"path"`
 	Every Duration `json:"every"`
 }
+
+// Interconnect is the bandwidth a gang needs between its nodes.
+type Interconnect struct {
+	MinGbps float64 `json:"min_gbps"`
+}
+
+// Objectives a job may ask placement to minimize.
+const (
+	ObjectiveCost = "cost"
+	ObjectiveTime = "time"
+)
 
 // Placement narrows where a job may run.
 type Placement struct {

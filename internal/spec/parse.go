@@ -30,6 +30,13 @@ const (
 	DefaultRetryOnNodeLost = 5
 	DefaultRetryOnError    = 0
 	DefaultCheckpointEvery = 5 * time.Minute
+	DefaultObjective       = ObjectiveCost
+	// DefaultEstimate is the runtime assumed for a job that gives none.
+	DefaultEstimate = time.Hour
+	// DefaultGangGbps is the bandwidth a gang needs between its nodes when
+	// its spec does not say: enough for data-parallel training of a
+	// mid-sized model without the network dominating each step.
+	DefaultGangGbps = 25
 )
 
 // Parse reads a job spec written in YAML, applies the defaults and checks
@@ -60,6 +67,7 @@ func Parse(filename string, data []byte) (*Job, error) {
 		Classification: DefaultClassification,
 		Placement:      Placement{MinTrust: DefaultMinTrust},
 		Priority:       DefaultPriority,
+		Objective:      DefaultObjective,
 		Retries:        core.RetryBudget{OnNodeLost: DefaultRetryOnNodeLost, OnError: DefaultRetryOnError},
 	}
 	decodeObject(d, root, "", jobFields, j)

@@ -80,6 +80,7 @@ func job(edit func(j *Job)) *Job {
 		Classification: core.ClassInternal,
 		Placement:      Placement{MinTrust: core.TierCommunity},
 		Priority:       core.PriorityNormal,
+		Objective:      ObjectiveCost,
 		Retries:        core.RetryBudget{OnNodeLost: 5, OnError: 0},
 	}
 	if edit != nil {

@@ -177,6 +177,17 @@ func check(j *Job) []*Error {
 		c.add("classification", fmt.Sprintf("unknown classification %d", int(j.Classification)), "one of "+strings.Join(classificationNames(), ", "))
 	}
 	c.placement(&j.Placement)
+	if j.Interconnect != nil && !(j.Interconnect.MinGbps > 0) {
+		c.add("interconnect.min_gbps", fmt.Sprintf("must be more than 0, not %g", j.Interconnect.MinGbps), "for example 100")
+	}
+	if j.Estimate < 0 {
+		c.add("estimate", fmt.Sprintf("must not be negative, not %s", j.Estimate), "for example 3h")
+	}
+	switch j.Objective {
+	case "", ObjectiveCost, ObjectiveTime:
+	default:
+		c.add("objective", fmt.Sprintf("unknown objective %q", j.Objective), "cost or time")
+	}
 	if j.Deadline < 0 {
 		c.add("deadline", fmt.Sprintf("must not be negative, not %s", j.Deadline), "for example 6h")
 	}
