@@ -140,8 +140,7 @@ func Snapshot(ctx context.Context, st store.Store, now time.Time) (*sched.Snapsh
 	snap := &sched.Snapshot{Now: now}
 	for _, p := range pools {
 		snap.Pools = append(snap.Pools, sched.Pool{
-			ID: p.ID, Name: p.Name, Region: p.Region, Tier: p.Tier,
-			Active: p.State == store.PoolActive, State: string(p.State),
+			ID: p.ID, Name: p.Name, Region: p.Region, Tier: p.Tier, State: string(p.State),
 		})
 	}
 	nodes, err := st.NodeList(ctx, &store.NodeListParams{State: store.NodeReady})
@@ -160,7 +159,7 @@ func Snapshot(ctx context.Context, st store.Store, now time.Time) (*sched.Snapsh
 		return nil, err
 	}
 	for _, j := range jobs {
-		snap.Jobs = append(snap.Jobs, sched.Job{ID: j.ID, Spec: &j.Spec, CreatedAt: j.CreatedAt})
+		snap.Queued = append(snap.Queued, sched.Job{ID: j.ID, Project: j.Project, Spec: &j.Spec, CreatedAt: j.CreatedAt})
 	}
 	return snap, nil
 }

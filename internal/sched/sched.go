@@ -13,81 +13,10 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"time"
 
 	"lode.dev/lode/internal/core"
 	"lode.dev/lode/internal/spec"
 )
-
-// Snapshot is the state one scheduling cycle reads. Schedule does not modify it.
-type Snapshot struct {
-	Now   time.Time
-	Pools []Pool
-	Nodes []Node
-	// Jobs are the queued jobs, in any order; Schedule orders them.
-	Jobs []Job
-}
-
-// Pool is a source of compute as the scheduler sees it.
-type Pool struct {
-	ID     string
-	Name   string
-	Region string
-	Tier   core.Tier
-	// Active is false for pools that take no new work (draining, quarantined).
-	Active bool
-	// State explains an inactive pool to users.
-	State string
-}
-
-// Node is a ready node and what it has free now.
-type Node struct {
-	ID     string
-	PoolID string
-	Free   Capacity
-}
-
-// Capacity is what a node has free.
-type Capacity struct {
-	MilliCPUs   int64
-	MemoryBytes int64
-	// GPUs counts free GPUs by normalized model.
-	GPUs map[string]int
-}
-
-func (c Capacity) clone() Capacity {
-	c.GPUs = maps.Clone(c.GPUs)
-	return c
-}
-
-// Job is a queued job as the scheduler sees it.
-type Job struct {
-	ID        string
-	Spec      *spec.Job
-	CreatedAt time.Time
-}
-
-// Plan is the outcome of one cycle.
-type Plan struct {
-	Placements []Placement
-	// Pending explains, for every job left queued, why each pool refused it.
-	Pending map[string][]Rejection
-}
-
-// Placement puts one job's gang on nodes: rank i runs on NodeIDs[i].
-type Placement struct {
-	JobID   string
-	PoolID  string
-	NodeIDs []string
-}
-
-// Rejection is one pool's reason for not taking a job.
-type Rejection struct {
-	Pool   string
-	Reason string
-}
-
-func (r Rejection) String() string { return r.Pool + ": " + r.Reason }
 
 // Schedule places what it can of the snapshot's queued jobs: higher priority
 // first, then oldest first. Capacity taken by one placement is not offered to
@@ -102,7 +31,7 @@ func Schedule(s *Snapshot) *Plan {
 	}
 	pools := slices.Clone(s.Pools)
 	slices.SortFunc(pools, func(a, b Pool) int { return cmp.Compare(a.Name, b.Name) })
-	jobs := slices.Clone(s.Jobs)
+	jobs := slices.Clone(s.Queued)
 	slices.SortStableFunc(jobs, func(a, b Job) int {
 		return cmp.Or(
 			cmp.Compare(b.Spec.Priority, a.Spec.Priority),
@@ -143,7 +72,7 @@ func Schedule(s *Snapshot) *Plan {
 // poolRefuses returns why a pool may not take a job at all, or "".
 func poolRefuses(p Pool, j *spec.Job) string {
 	switch {
-	case !p.Active:
+	case p.State != PoolActive:
 		return "pool is " + p.State
 	case len(j.Placement.Pools) > 0 && !slices.Contains(j.Placement.Pools, p.Name):
 		return fmt.Sprintf("not among the pools the job allows (%v)", j.Placement.Pools)

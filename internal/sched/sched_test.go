@@ -24,8 +24,8 @@ func node(id, pool string, cpus int64, gpus map[string]int) Node {
 }
 
 var (
-	rigs  = Pool{ID: "p-rigs", Name: "rigs", Region: "eu", Tier: core.TierCommunity, Active: true}
-	cloud = Pool{ID: "p-cloud", Name: "cloud", Region: "us", Tier: core.TierCertified, Active: true}
+	rigs  = Pool{ID: "p-rigs", Name: "rigs", Region: "eu", Tier: core.TierCommunity, State: PoolActive}
+	cloud = Pool{ID: "p-cloud", Name: "cloud", Region: "us", Tier: core.TierCertified, State: PoolActive}
 )
 
 func TestSchedule(t *testing.T) {
@@ -42,48 +42,48 @@ func TestSchedule(t *testing.T) {
 		{
 			name: "first fit in pool name order",
 			snap: Snapshot{Pools: []Pool{rigs, cloud}, Nodes: []Node{node("n1", "p-rigs", 4, nil), node("n2", "p-cloud", 4, nil)},
-				Jobs: []Job{job("j1", 1, cpu(2), nil)}},
+				Queued: []Job{job("j1", 1, cpu(2), nil)}},
 			want: []Placement{{JobID: "j1", PoolID: "p-cloud", NodeIDs: []string{"n2"}}},
 		},
 		{
 			name: "capacity taken by one job is not offered to the next",
 			snap: Snapshot{Pools: []Pool{rigs}, Nodes: []Node{node("n1", "p-rigs", 4, nil)},
-				Jobs: []Job{job("j1", 1, cpu(3), nil), job("j2", 1, cpu(3), nil)}},
+				Queued: []Job{job("j1", 1, cpu(3), nil), job("j2", 1, cpu(3), nil)}},
 			want:        []Placement{{JobID: "j1", PoolID: "p-rigs", NodeIDs: []string{"n1"}}},
 			wantPending: map[string]string{"j2": "rigs: no node has 3 CPUs free"},
 		},
 		{
 			name: "higher priority first",
 			snap: Snapshot{Pools: []Pool{rigs}, Nodes: []Node{node("n1", "p-rigs", 4, nil)},
-				Jobs: []Job{job("low", 1, cpu(3), nil), job("high", 1, cpu(3), func(j *spec.Job) { j.Priority = core.PriorityHigh })}},
+				Queued: []Job{job("low", 1, cpu(3), nil), job("high", 1, cpu(3), func(j *spec.Job) { j.Priority = core.PriorityHigh })}},
 			want:        []Placement{{JobID: "high", PoolID: "p-rigs", NodeIDs: []string{"n1"}}},
 			wantPending: map[string]string{"low": "no node has 3 CPUs free"},
 		},
 		{
 			name: "GPU model must match",
 			snap: Snapshot{Pools: []Pool{rigs}, Nodes: []Node{node("n1", "p-rigs", 8, map[string]int{"rtx3090": 2}), node("n2", "p-rigs", 8, map[string]int{"a100": 1})},
-				Jobs: []Job{job("j1", 1, gpu(1, "a100"), nil), job("j2", 1, gpu(2, "a100"), nil)}},
+				Queued: []Job{job("j1", 1, gpu(1, "a100"), nil), job("j2", 1, gpu(2, "a100"), nil)}},
 			want:        []Placement{{JobID: "j1", PoolID: "p-rigs", NodeIDs: []string{"n2"}}},
 			wantPending: map[string]string{"j2": "no node has 2 free GPUs of [a100]"},
 		},
 		{
 			name: "gang all or nothing",
 			snap: Snapshot{Pools: []Pool{rigs}, Nodes: []Node{node("n1", "p-rigs", 2, nil), node("n2", "p-rigs", 2, nil)},
-				Jobs: []Job{job("gang", 3, cpu(2), nil), job("small", 1, cpu(2), nil)}},
+				Queued: []Job{job("gang", 3, cpu(2), nil), job("small", 1, cpu(2), nil)}},
 			want:        []Placement{{JobID: "small", PoolID: "p-rigs", NodeIDs: []string{"n1"}}},
 			wantPending: map[string]string{"gang": "room for 2 of 3 ranks"},
 		},
 		{
 			name: "gang ranks may share a node with room",
 			snap: Snapshot{Pools: []Pool{rigs}, Nodes: []Node{node("n1", "p-rigs", 4, nil), node("n2", "p-rigs", 2, nil)},
-				Jobs: []Job{job("gang", 3, cpu(2), nil)}},
+				Queued: []Job{job("gang", 3, cpu(2), nil)}},
 			want: []Placement{{JobID: "gang", PoolID: "p-rigs", NodeIDs: []string{"n1", "n1", "n2"}}},
 		},
 		{
 			name: "trust, region, named pools and pool state",
-			snap: Snapshot{Pools: []Pool{rigs, {ID: "p-old", Name: "old", Active: false, State: "draining"}},
+			snap: Snapshot{Pools: []Pool{rigs, {ID: "p-old", Name: "old", State: "draining"}},
 				Nodes: []Node{node("n1", "p-rigs", 4, nil), node("n2", "p-old", 4, nil)},
-				Jobs: []Job{
+				Queued: []Job{
 					job("trust", 1, cpu(1), func(j *spec.Job) { j.Placement.MinTrust = core.TierVerified }),
 					job("region", 1, cpu(1), func(j *spec.Job) { j.Placement.Regions = []string{"us"} }),
 					job("named", 1, cpu(1), func(j *spec.Job) { j.Placement.Pools = []string{"old"} }),
@@ -96,7 +96,7 @@ func TestSchedule(t *testing.T) {
 		},
 		{
 			name:        "no pools",
-			snap:        Snapshot{Jobs: []Job{job("j1", 1, cpu(1), nil)}},
+			snap:        Snapshot{Queued: []Job{job("j1", 1, cpu(1), nil)}},
 			wantPending: map[string]string{"j1": "no pools are registered"},
 		},
 	}
