@@ -44,6 +44,22 @@ type Store interface {
 	// when no pool has it.
 	PoolGetByJoinToken(ctx context.Context, token string) (*Pool, error)
 	PoolList(ctx context.Context) ([]*Pool, error)
+	// PoolUpdate stores a pool's name, region, tier, state, interconnect and
+	// prices; ErrNotFound when it does not exist.
+	PoolUpdate(ctx context.Context, p *Pool) error
+	// PoolDelete removes a pool that never had a node; ErrConflict for one
+	// that did (drain it instead).
+	PoolDelete(ctx context.Context, id string) error
+
+	// ProjectPut creates or updates a project's budget and weight.
+	ProjectPut(ctx context.Context, p *Project) error
+	// ProjectGet returns a project; ErrNotFound for one never put.
+	ProjectGet(ctx context.Context, name string) (*Project, error)
+	ProjectList(ctx context.Context) ([]*Project, error)
+
+	// UsageList returns the usage records of ended attempts, oldest first,
+	// filtered by job, project or pool (empty fields match all).
+	UsageList(ctx context.Context, p *UsageListParams) ([]*Usage, error)
 
 	// NodeCreate registers a node that joined; its lease starts as given.
 	NodeCreate(ctx context.Context, n *Node) error
@@ -86,8 +102,14 @@ type Store interface {
 	// killed in the same transaction and leave this list), with what the
 	// node needs to run them. ErrNotFound for an unknown node.
 	TaskListByNode(ctx context.Context, nodeID string) ([]*Assignment, error)
+	// AttemptPreempt asks a live attempt to stop so that higher-priority
+	// work can run: its tasks are told to stop with a grace period, and when
+	// they have, the attempt ends preempted and its job is queued again at
+	// no cost to its retry budget. ErrConflict when the attempt has ended.
+	AttemptPreempt(ctx context.Context, p *AttemptPreemptParams) error
 	// TaskUpdate records a task's new state (fenced). When that ends the
-	// attempt, the job moves on in the same transaction.
+	// attempt, the job moves on in the same transaction, and the attempt's
+	// usage is recorded.
 	TaskUpdate(ctx context.Context, p *TaskUpdateParams) (*Attempt, error)
 
 	// LogAppend stores a piece of a task's output (fenced).
@@ -151,8 +173,45 @@ type Pool struct {
 	Tier   core.Tier `json:"tier"`
 	State  PoolState `json:"state"`
 	// JoinToken admits agents to this pool.
-	JoinToken string    `json:"-"`
+	JoinToken    string            `json:"-"`
+	Interconnect core.Interconnect `json:"interconnect"`
+	Prices       core.Prices       `json:"prices"`
+	CreatedAt    time.Time         `json:"created_at"`
+}
+
+// Project is a tenant's budget and fair-share weight.
+type Project struct {
+	Name string `json:"name"`
+	// Budget caps what the project may spend, in dollars; 0: none.
+	Budget float64 `json:"budget"`
+	// Weight is its share in fair sharing; 1 by default.
+	Weight    float64   `json:"weight"`
 	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Usage is the metered record of one ended attempt: what it held, for how
+// long, and what that cost. Lost and preempted attempts have one too.
+type Usage struct {
+	AttemptID    string            `json:"attempt_id"`
+	JobID        string            `json:"job_id"`
+	Project      string            `json:"project"`
+	PoolID       string            `json:"pool_id"`
+	State        core.AttemptState `json:"state"`
+	GPUModel     string            `json:"gpu_model,omitempty"`
+	Ranks        int               `json:"ranks"`
+	Resources    core.Resources    `json:"resources"` // per rank
+	StartedAt    time.Time         `json:"started_at,omitzero"`
+	EndedAt      time.Time         `json:"ended_at"`
+	Seconds      float64           `json:"seconds"`
+	PricePerHour float64           `json:"price_per_hour"`
+	Cost         float64           `json:"cost"`
+}
+
+type UsageListParams struct {
+	JobID   string
+	Project string
+	PoolID  string
 }
 
 // NodeState says whether a node takes work.
@@ -263,12 +322,18 @@ type Attempt struct {
 	PoolID string            `json:"pool_id"`
 	State  core.AttemptState `json:"state"`
 	// FencingToken is the secret every write from this attempt carries.
-	FencingToken string    `json:"-"`
-	Reason       string    `json:"reason,omitempty"`
-	Tasks        []*Task   `json:"tasks"`
-	CreatedAt    time.Time `json:"created_at"`
-	StartedAt    time.Time `json:"started_at,omitzero"`
-	EndedAt      time.Time `json:"ended_at,omitzero"`
+	FencingToken string `json:"-"`
+	Reason       string `json:"reason,omitempty"`
+	// GPUModel and PricePerHour are what the attempt was placed at: the
+	// model its ranks' GPUs are, and the price of all ranks together.
+	GPUModel     string  `json:"gpu_model,omitempty"`
+	PricePerHour float64 `json:"price_per_hour"`
+	// PreemptRequested is set when the scheduler asked the attempt to stop.
+	PreemptRequested bool      `json:"preempt_requested,omitempty"`
+	Tasks            []*Task   `json:"tasks"`
+	CreatedAt        time.Time `json:"created_at"`
+	StartedAt        time.Time `json:"started_at,omitzero"`
+	EndedAt          time.Time `json:"ended_at,omitzero"`
 }
 
 // Task is one rank of an attempt on its node.
@@ -288,17 +353,28 @@ type Task struct {
 type AttemptCreateParams struct {
 	JobID  string
 	PoolID string
+	// GPUModel and PricePerHour are recorded on the attempt for metering.
+	GPUModel     string
+	PricePerHour float64
 	// NodeIDs holds one node per rank; rank i runs on NodeIDs[i].
 	NodeIDs []string
 	Now     time.Time
+}
+
+type AttemptPreemptParams struct {
+	AttemptID string
+	Reason    string
+	Now       time.Time
 }
 
 // Assignment is a task as its node sees it.
 type Assignment struct {
 	Task         Task              `json:"task"`
 	AttemptState core.AttemptState `json:"attempt_state"`
-	FencingToken string            `json:"fencing_token"`
-	Job          *Job              `json:"job"`
+	// Preempting is set when the attempt was asked to stop for other work.
+	Preempting   bool   `json:"preempting,omitempty"`
+	FencingToken string `json:"fencing_token"`
+	Job          *Job   `json:"job"`
 	// Ranks lists the node of every rank of the attempt, for gang wiring.
 	Ranks []string `json:"ranks"`
 }

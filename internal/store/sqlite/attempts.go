@@ -10,10 +10,12 @@ import (
 	"time"
 
 	"lode.dev/lode/internal/core"
+	"lode.dev/lode/internal/meter"
 	"lode.dev/lode/internal/store"
 )
 
-const attemptColumns = `a.id, a.job_id, a.seq, a.pool_id, a.state, a.fencing_token, a.reason, a.created_at, a.started_at, a.ended_at`
+const attemptColumns = `a.id, a.job_id, a.seq, a.pool_id, a.state, a.fencing_token, a.reason, a.created_at, a.started_at, a.ended_at,
+	a.gpu_model, a.price_per_hour, a.preempt_requested`
 
 func scanAttempt(sc scanner, extra ...any) (*store.Attempt, error) {
 	var (
@@ -22,7 +24,7 @@ func scanAttempt(sc scanner, extra ...any) (*store.Attempt, error) {
 		started, ended sql.NullInt64
 	)
 	dest := append([]any{&a.ID, &a.JobID, &a.Seq, &a.PoolID, &a.State, &a.FencingToken, &a.Reason,
-		&created, &started, &ended}, extra...)
+		&created, &started, &ended, &a.GPUModel, &a.PricePerHour, &a.PreemptRequested}, extra...)
 	if err := sc.Scan(dest...); err != nil {
 		return nil, err
 	}
@@ -71,8 +73,8 @@ func updateTask(ctx context.Context, tx *sql.Tx, t *store.Task) error {
 }
 
 func updateAttempt(ctx context.Context, tx *sql.Tx, a *store.Attempt) error {
-	_, err := tx.ExecContext(ctx, `UPDATE attempts SET state = ?, reason = ?, started_at = ?, ended_at = ? WHERE id = ?`,
-		a.State, a.Reason, nullMsec(a.StartedAt), nullMsec(a.EndedAt), a.ID)
+	_, err := tx.ExecContext(ctx, `UPDATE attempts SET state = ?, reason = ?, started_at = ?, ended_at = ?, preempt_requested = ?
+		WHERE id = ?`, a.State, a.Reason, nullMsec(a.StartedAt), nullMsec(a.EndedAt), a.PreemptRequested, a.ID)
 	return err
 }
 
@@ -170,11 +172,13 @@ func (s *Store) AttemptCreate(ctx context.Context, p *store.AttemptCreateParams)
 			PoolID:       pool.ID,
 			State:        core.AttemptPlaced,
 			FencingToken: core.NewSecret(),
+			GPUModel:     p.GPUModel,
+			PricePerHour: p.PricePerHour,
 			CreatedAt:    now,
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO attempts (id, job_id, seq, pool_id, state, fencing_token, reason,
-			created_at, started_at, ended_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)`,
-			a.ID, a.JobID, a.Seq, a.PoolID, a.State, a.FencingToken, a.Reason, msec(a.CreatedAt)); err != nil {
+			created_at, started_at, ended_at, gpu_model, price_per_hour) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?)`,
+			a.ID, a.JobID, a.Seq, a.PoolID, a.State, a.FencingToken, a.Reason, msec(a.CreatedAt), a.GPUModel, a.PricePerHour); err != nil {
 			return fmt.Errorf("attempt %d of job %s: %w", a.Seq, j.ID, dbErr(err))
 		}
 		for rank, id := range p.NodeIDs {
@@ -332,7 +336,7 @@ func (s *Store) TaskListByNode(ctx context.Context, nodeID string) ([]*store.Ass
 		if _, err := getNode(ctx, tx, nodeID); err != nil {
 			return err
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT `+taskColumns+`, a.state, a.fencing_token, a.job_id
+		rows, err := tx.QueryContext(ctx, `SELECT `+taskColumns+`, a.state, a.fencing_token, a.job_id, a.preempt_requested
 			FROM tasks t JOIN attempts a ON a.id = t.attempt_id
 			WHERE t.node_id = ? AND (a.state IN (?, ?) OR t.state IN (?, ?))
 			ORDER BY a.created_at, a.id, t.rank`,
@@ -346,7 +350,7 @@ func (s *Store) TaskListByNode(ctx context.Context, nodeID string) ([]*store.Ass
 				a     store.Assignment
 				jobID string
 			)
-			t, err := scanTask(rows, &a.AttemptState, &a.FencingToken, &jobID)
+			t, err := scanTask(rows, &a.AttemptState, &a.FencingToken, &jobID, &a.Preempting)
 			if err != nil {
 				rows.Close()
 				return err
@@ -456,6 +460,10 @@ func (s *Store) TaskUpdate(ctx context.Context, p *store.TaskUpdateParams) (*sto
 			statuses[i] = core.TaskStatus{State: t.State, ExitCode: t.ExitCode}
 		}
 		next := core.AttemptOutcome(a.State, statuses)
+		if next == core.AttemptCancelled && a.PreemptRequested && !j.CancelRequested {
+			// Its ranks were stopped because the scheduler asked.
+			next = core.AttemptPreempted
+		}
 		switch {
 		case next == a.State:
 			return nil
@@ -482,6 +490,25 @@ func (s *Store) TaskUpdate(ctx context.Context, p *store.TaskUpdateParams) (*sto
 		return nil, err
 	}
 	return a, nil
+}
+
+// AttemptPreempt marks a live attempt for preemption; its agents stop its
+// tasks with a grace period and report them killed, which ends it preempted.
+func (s *Store) AttemptPreempt(ctx context.Context, p *store.AttemptPreemptParams) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		a, err := getAttempt(ctx, tx, p.AttemptID)
+		if err != nil {
+			return err
+		}
+		if a.State.Terminal() {
+			return fmt.Errorf("attempt %s has ended %s: %w", a.ID, a.State, store.ErrConflict)
+		}
+		if a.PreemptRequested {
+			return nil
+		}
+		a.PreemptRequested, a.Reason = true, p.Reason
+		return updateAttempt(ctx, tx, a)
+	})
 }
 
 // endReason says, for people, why the task t ended its attempt.
@@ -533,6 +560,9 @@ func endAttempt(ctx context.Context, tx *sql.Tx, a *store.Attempt, ended core.At
 	if j.CurrentAttempt != a.ID {
 		return fmt.Errorf("sqlite: attempt %s ended, but job %s's current attempt is %q", a.ID, j.ID, j.CurrentAttempt)
 	}
+	if err := insertUsage(ctx, tx, a, j.Project); err != nil {
+		return err
+	}
 	state, used, why := core.JobAfterAttempt(ended, j.CancelRequested, j.Spec.Retries, j.Retries)
 	if err := core.CheckJobTransition(j.State, state); err != nil {
 		return err
@@ -545,4 +575,22 @@ func endAttempt(ctx context.Context, tx *sql.Tx, a *store.Attempt, ended core.At
 		j.CurrentAttempt = ""
 	}
 	return updateJob(ctx, tx, j)
+}
+
+// insertUsage meters an attempt that just ended, whatever its end.
+func insertUsage(ctx context.Context, tx *sql.Tx, a *store.Attempt, project string) error {
+	var r core.Resources
+	if len(a.Tasks) > 0 {
+		r = a.Tasks[0].Resources
+	}
+	seconds, cost := meter.Charge(a.StartedAt, a.EndedAt, a.PricePerHour)
+	_, err := tx.ExecContext(ctx, `INSERT INTO usage (attempt_id, job_id, project, pool_id, state, gpu_model, ranks, gpus,
+		milli_cpus, memory_bytes, started_at, ended_at, seconds, price_per_hour, cost)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		a.ID, a.JobID, project, a.PoolID, a.State, a.GPUModel, len(a.Tasks), r.GPUs, r.MilliCPUs, r.MemoryBytes,
+		nullMsec(a.StartedAt), msec(a.EndedAt), seconds, a.PricePerHour, cost)
+	if err != nil {
+		return fmt.Errorf("usage of attempt %s: %w", a.ID, dbErr(err))
+	}
+	return nil
 }

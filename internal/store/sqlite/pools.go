@@ -12,20 +12,37 @@ import (
 	"lode.dev/lode/internal/store"
 )
 
-const poolColumns = `id, name, driver, region, tier, state, join_token, created_at`
+const poolColumns = `id, name, driver, region, tier, state, join_token, created_at, interconnect, prices`
 
 func scanPool(sc scanner) (*store.Pool, error) {
 	var (
-		p       store.Pool
-		token   sql.NullString
-		created int64
+		p                    store.Pool
+		token                sql.NullString
+		created              int64
+		interconnect, prices string
 	)
-	if err := sc.Scan(&p.ID, &p.Name, &p.Driver, &p.Region, &p.Tier, &p.State, &token, &created); err != nil {
+	if err := sc.Scan(&p.ID, &p.Name, &p.Driver, &p.Region, &p.Tier, &p.State, &token, &created, &interconnect, &prices); err != nil {
 		return nil, err
 	}
 	p.JoinToken = token.String
 	p.CreatedAt = fromMsec(created)
+	if err := json.Unmarshal([]byte(interconnect), &p.Interconnect); err != nil {
+		return nil, fmt.Errorf("pool %s: interconnect: %w", p.ID, err)
+	}
+	if err := json.Unmarshal([]byte(prices), &p.Prices); err != nil {
+		return nil, fmt.Errorf("pool %s: prices: %w", p.ID, err)
+	}
 	return &p, nil
+}
+
+// poolJSON encodes a pool's interconnect and prices.
+func poolJSON(p *store.Pool) (interconnect, prices string, err error) {
+	ic, err := json.Marshal(p.Interconnect)
+	if err != nil {
+		return "", "", err
+	}
+	pr, err := json.Marshal(p.Prices)
+	return string(ic), string(pr), err
 }
 
 // PoolCreate stores a pool. An empty state becomes active and a zero
@@ -43,11 +60,62 @@ func (s *Store) PoolCreate(ctx context.Context, p *store.Pool) error {
 	if p.JoinToken != "" {
 		token = p.JoinToken
 	}
+	ic, pr, err := poolJSON(p)
+	if err != nil {
+		return err
+	}
 	return s.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO pools (`+poolColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			p.ID, p.Name, p.Driver, p.Region, p.Tier, p.State, token, msec(p.CreatedAt))
+		_, err := tx.ExecContext(ctx, `INSERT INTO pools (`+poolColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			p.ID, p.Name, p.Driver, p.Region, p.Tier, p.State, token, msec(p.CreatedAt), ic, pr)
 		if err != nil {
 			return fmt.Errorf("pool %s (%s): %w", p.ID, p.Name, dbErr(err))
+		}
+		return nil
+	})
+}
+
+// PoolUpdate stores a pool's name, region, tier, state, interconnect and
+// prices (its driver, join token and creation time stay).
+func (s *Store) PoolUpdate(ctx context.Context, p *store.Pool) error {
+	switch p.State {
+	case store.PoolActive, store.PoolDraining, store.PoolQuarantined:
+	default:
+		return fmt.Errorf("sqlite: pool %s: unknown state %q", p.ID, p.State)
+	}
+	ic, pr, err := poolJSON(p)
+	if err != nil {
+		return err
+	}
+	return s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE pools SET name = ?, region = ?, tier = ?, state = ?, interconnect = ?, prices = ? WHERE id = ?`,
+			p.Name, p.Region, p.Tier, p.State, ic, pr, p.ID)
+		if err != nil {
+			return fmt.Errorf("pool %s (%s): %w", p.ID, p.Name, dbErr(err))
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("pool %s: %w", p.ID, store.ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// PoolDelete removes a pool that has never had a node. A pool with history
+// is drained instead, so its attempts and usage keep their pool.
+func (s *Store) PoolDelete(ctx context.Context, id string) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		var nodes int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM nodes WHERE pool_id = ?`, id).Scan(&nodes); err != nil {
+			return dbErr(err)
+		}
+		if nodes > 0 {
+			return fmt.Errorf("pool %s has had %d nodes; drain it instead: %w", id, nodes, store.ErrConflict)
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM pools WHERE id = ?`, id)
+		if err != nil {
+			return dbErr(err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("pool %s: %w", id, store.ErrNotFound)
 		}
 		return nil
 	})

@@ -54,6 +54,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Metrics", testMetrics},
 		{"TaskTransitions", testTaskTransitions},
 		{"TaskListByNode", testTaskListByNode},
+		{"PoolUpdateDelete", testPoolUpdateDelete},
+		{"Projects", testProjects},
+		{"Usage", testUsage},
+		{"Preemption", testPreemption},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,162 @@
+package storetest
+
+import (
+	"math"
+	"testing"
+
+	"lode.dev/lode/internal/core"
+	"lode.dev/lode/internal/store"
+)
+
+func testPoolUpdateDelete(t *testing.T, open func(t *testing.T) store.Store) {
+	f := setup(t, open)
+	p := f.pool()
+	p.Region, p.Tier, p.State = "us-east", core.TierCertified, store.PoolDraining
+	p.Interconnect = core.Interconnect{Domain: "ib-1", Gbps: 200, MultiNode: true}
+	p.Prices = core.Prices{GPUHour: map[string]float64{"a100": 2.5}, CPUHour: 0.04, MemGiBHour: 0.005}
+	if err := f.s.PoolUpdate(f.ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.s.PoolGet(f.ctx, p.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff(t, "pool after update", p, got)
+	p.State = "sleeping"
+	if err := f.s.PoolUpdate(f.ctx, p); err == nil {
+		t.Error("PoolUpdate with an unknown state: want an error")
+	}
+	wantErr(t, "PoolUpdate of a missing pool", f.s.PoolUpdate(f.ctx, &store.Pool{ID: "pool-none", Name: "x", State: store.PoolActive}), store.ErrNotFound)
+
+	used := f.pool()
+	f.node(used)
+	wantErr(t, "PoolDelete of a pool with nodes", f.s.PoolDelete(f.ctx, used.ID), store.ErrConflict)
+	empty := f.pool()
+	if err := f.s.PoolDelete(f.ctx, empty.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.s.PoolGet(f.ctx, empty.ID)
+	wantErr(t, "PoolGet after delete", err, store.ErrNotFound)
+	wantErr(t, "PoolDelete again", f.s.PoolDelete(f.ctx, empty.ID), store.ErrNotFound)
+}
+
+func testProjects(t *testing.T, open func(t *testing.T) store.Store) {
+	f := setup(t, open)
+	_, err := f.s.ProjectGet(f.ctx, "vision")
+	wantErr(t, "ProjectGet before put", err, store.ErrNotFound)
+	p := &store.Project{Name: "vision", Budget: 500, UpdatedAt: at(1)}
+	if err := f.s.ProjectPut(f.ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Weight != 1 {
+		t.Errorf("weight = %g, want the default 1", p.Weight)
+	}
+	if err := f.s.ProjectPut(f.ctx, &store.Project{Name: "vision", Budget: 800, Weight: 2, UpdatedAt: at(5)}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.s.ProjectGet(f.ctx, "vision")
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff(t, "project after update", &store.Project{Name: "vision", Budget: 800, Weight: 2, CreatedAt: at(1), UpdatedAt: at(5)}, got)
+	if err := f.s.ProjectPut(f.ctx, &store.Project{Name: "nlp", Budget: -1}); err == nil {
+		t.Error("a negative budget: want an error")
+	}
+	list, err := f.s.ProjectList(f.ctx)
+	if err != nil || len(list) != 1 {
+		t.Errorf("ProjectList = %v, %v; want one project", list, err)
+	}
+}
+
+// testUsage: every ended attempt is metered at the price it was placed at,
+// for the time it ran, whatever its end; one that never started is free.
+func testUsage(t *testing.T, open func(t *testing.T) store.Store) {
+	f := setup(t, open)
+	p := f.pool()
+	n1, n2 := f.node(p), f.node(p, lease(7200))
+	j := f.job(retries(1, 0))
+
+	a, err := f.s.AttemptCreate(f.ctx, &store.AttemptCreateParams{JobID: j.ID, PoolID: p.ID, NodeIDs: nodeIDs(n1),
+		GPUModel: "a100", PricePerHour: 3.6, Now: at(10)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.PricePerHour != 3.6 || a.GPUModel != "a100" {
+		t.Errorf("attempt price %g model %q; want 3.6 a100", a.PricePerHour, a.GPUModel)
+	}
+	f.runAll(a, 100)
+	f.expire(3601) // n1's lease ends at 3600: the attempt is lost after 3501 s of running
+	b, err := f.s.AttemptCreate(f.ctx, &store.AttemptCreateParams{JobID: j.ID, PoolID: p.ID, NodeIDs: nodeIDs(n2),
+		GPUModel: "a100", PricePerHour: 1.8, Now: at(3700)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.runAll(b, 3700)
+	f.report(b, 0, core.TaskExited, 0, 3700+1800)
+
+	us, err := f.s.UsageList(f.ctx, &store.UsageListParams{JobID: j.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(us) != 2 {
+		t.Fatalf("usage records = %d, want 2 (the lost attempt is metered too)", len(us))
+	}
+	want := []struct {
+		state   core.AttemptState
+		seconds float64
+		cost    float64
+	}{
+		{core.AttemptLost, 3501, 3501.0 / 3600 * 3.6},
+		{core.AttemptSucceeded, 1800, 0.9},
+	}
+	for i, w := range want {
+		u := us[i]
+		if u.State != w.state || math.Abs(u.Seconds-w.seconds) > 1e-6 || math.Abs(u.Cost-w.cost) > 1e-9 || u.Project != "vision" || u.Ranks != 1 {
+			t.Errorf("usage %d = %+v; want %s, %g s, $%g", i, u, w.state, w.seconds, w.cost)
+		}
+	}
+	byProject, _ := f.s.UsageList(f.ctx, &store.UsageListParams{Project: "vision", PoolID: p.ID})
+	other, _ := f.s.UsageList(f.ctx, &store.UsageListParams{Project: "nlp"})
+	if len(byProject) != 2 || len(other) != 0 {
+		t.Errorf("filters: %d for vision on the pool, %d for nlp; want 2 and 0", len(byProject), len(other))
+	}
+
+	// Cancelled before it started: metered at zero.
+	c := f.job()
+	ca := f.place(c, p, 6000, n2)
+	if _, err := f.s.JobCancel(f.ctx, &store.JobCancelParams{JobID: c.ID, Now: at(6001)}); err != nil {
+		t.Fatal(err)
+	}
+	f.report(ca, 0, core.TaskKilled, 0, 6002)
+	us, _ = f.s.UsageList(f.ctx, &store.UsageListParams{JobID: c.ID})
+	if len(us) != 1 || us[0].Cost != 0 || us[0].State != core.AttemptCancelled {
+		t.Errorf("usage of a job cancelled before it ran = %+v; want one free cancelled record", us)
+	}
+}
+
+// testPreemption: a preempted attempt's tasks are told to stop; when they
+// have, the attempt ends preempted and the job is queued again without
+// spending a retry.
+func testPreemption(t *testing.T, open func(t *testing.T) store.Store) {
+	f := setup(t, open)
+	p := f.pool()
+	n := f.node(p)
+	j := f.job(retries(0, 0))
+	a := f.runAll(f.place(j, p, 1, n), 2)
+	if err := f.s.AttemptPreempt(f.ctx, &store.AttemptPreemptParams{AttemptID: a.ID, Reason: "for job-x", Now: at(3)}); err != nil {
+		t.Fatal(err)
+	}
+	as := f.assignments(n.ID)
+	if len(as) != 1 || !as[0].Preempting {
+		t.Fatalf("assignments = %+v; want the task marked preempting", as)
+	}
+	f.report(a, 0, core.TaskKilled, 0, 10)
+	if got := f.getAttempt(a.ID); got.State != core.AttemptPreempted {
+		t.Errorf("attempt %s, want preempted", got.State)
+	}
+	got := f.getJob(j.ID)
+	if got.State != core.JobQueued || got.Retries != (core.RetryCount{}) {
+		t.Errorf("job %s with retries %+v; want queued, no retry spent", got.State, got.Retries)
+	}
+	wantErr(t, "AttemptPreempt of an ended attempt", f.s.AttemptPreempt(f.ctx, &store.AttemptPreemptParams{AttemptID: a.ID, Now: at(11)}), store.ErrConflict)
+}
