@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"lode.dev/lode/internal/core"
+	"lode.dev/lode/internal/meter"
 	"lode.dev/lode/internal/sched"
 	"lode.dev/lode/internal/store"
 )
@@ -104,9 +105,18 @@ func (l *Loop) Cycle(ctx context.Context) error {
 	}
 	plan := sched.Schedule(snap)
 	placed := 0
+	for _, p := range plan.Preemptions {
+		err := l.cfg.Store.AttemptPreempt(ctx, &store.AttemptPreemptParams{AttemptID: p.AttemptID, Reason: p.Reason, Now: now})
+		if err != nil && !errors.Is(err, store.ErrConflict) {
+			return err
+		}
+		l.cfg.Logger.Info("attempt preempted", slog.String("job", p.JobID), slog.String("attempt", p.AttemptID),
+			slog.String("for", p.For), slog.String("reason", p.Reason))
+	}
 	for _, p := range plan.Placements {
 		a, err := l.cfg.Store.AttemptCreate(ctx, &store.AttemptCreateParams{
 			JobID: p.JobID, PoolID: p.PoolID, NodeIDs: p.NodeIDs, Now: now,
+			GPUModel: p.GPUModel, PricePerHour: p.PricePerHour,
 		})
 		if errors.Is(err, store.ErrConflict) {
 			// The world moved since the snapshot (a cancel, a node lost);
@@ -124,24 +134,23 @@ func (l *Loop) Cycle(ctx context.Context) error {
 	l.mu.Lock()
 	l.pending = plan.Pending
 	l.mu.Unlock()
-	if (placed > 0 || len(lost) > 0) && l.cfg.OnChange != nil {
+	if (placed > 0 || len(lost) > 0 || len(plan.Preemptions) > 0) && l.cfg.OnChange != nil {
 		l.cfg.OnChange()
 	}
 	return nil
 }
 
-// Snapshot reads what the scheduler needs from the store: pools, ready
-// nodes with their free capacity, and queued jobs.
+// Snapshot reads what the scheduler needs from the store: pools with their
+// prices, ready nodes with their free capacity, live attempts, projects with
+// what they have spent, and queued jobs.
 func Snapshot(ctx context.Context, st store.Store, now time.Time) (*sched.Snapshot, error) {
 	pools, err := st.PoolList(ctx)
 	if err != nil {
 		return nil, err
 	}
-	snap := &sched.Snapshot{Now: now}
+	snap := &sched.Snapshot{Now: now, Projects: map[string]sched.Project{}}
 	for _, p := range pools {
-		snap.Pools = append(snap.Pools, sched.Pool{
-			ID: p.ID, Name: p.Name, Region: p.Region, Tier: p.Tier, State: string(p.State),
-		})
+		snap.Pools = append(snap.Pools, SchedPool(p))
 	}
 	nodes, err := st.NodeList(ctx, &store.NodeListParams{State: store.NodeReady})
 	if err != nil {
@@ -152,7 +161,51 @@ func Snapshot(ctx context.Context, st store.Store, now time.Time) (*sched.Snapsh
 		if err != nil {
 			return nil, err
 		}
-		snap.Nodes = append(snap.Nodes, sched.Node{ID: n.ID, PoolID: n.PoolID, Free: FreeCapacity(n, tasks)})
+		snap.Nodes = append(snap.Nodes, sched.Node{ID: n.ID, PoolID: n.PoolID, Free: FreeCapacity(n, tasks), Total: FreeCapacity(n, nil)})
+	}
+	projects, err := st.ProjectList(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range projects {
+		snap.Projects[p.Name] = sched.Project{Weight: p.Weight, Budget: p.Budget}
+	}
+	usage, err := st.UsageList(ctx, &store.UsageListParams{})
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range usage {
+		spend(snap, u.Project, u.Cost)
+	}
+	live, err := st.JobList(ctx, &store.JobListParams{States: []core.JobState{core.JobPlaced, core.JobRunning}})
+	if err != nil {
+		return nil, err
+	}
+	for _, j := range live {
+		if j.CurrentAttempt == "" {
+			continue
+		}
+		a, err := st.AttemptGet(ctx, j.CurrentAttempt)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if a.State.Terminal() || a.PreemptRequested {
+			continue
+		}
+		r := sched.Running{
+			AttemptID: a.ID, JobID: j.ID, Project: j.Project, Priority: j.Spec.Priority, PoolID: a.PoolID,
+			GPUModel: a.GPUModel, StartedAt: a.StartedAt, PricePerHour: a.PricePerHour,
+		}
+		for _, t := range a.Tasks {
+			r.NodeIDs = append(r.NodeIDs, t.NodeID)
+			r.Resources = t.Resources
+		}
+		snap.Running = append(snap.Running, r)
+		_, accrued := meter.Charge(a.StartedAt, now, a.PricePerHour)
+		spend(snap, j.Project, accrued)
 	}
 	jobs, err := st.JobList(ctx, &store.JobListParams{States: []core.JobState{core.JobQueued}})
 	if err != nil {
@@ -162,6 +215,21 @@ func Snapshot(ctx context.Context, st store.Store, now time.Time) (*sched.Snapsh
 		snap.Queued = append(snap.Queued, sched.Job{ID: j.ID, Project: j.Project, Spec: &j.Spec, CreatedAt: j.CreatedAt})
 	}
 	return snap, nil
+}
+
+func spend(snap *sched.Snapshot, project string, cost float64) {
+	p := snap.Projects[project]
+	p.Spent += cost
+	snap.Projects[project] = p
+}
+
+// SchedPool is a stored pool as the scheduler sees it.
+func SchedPool(p *store.Pool) sched.Pool {
+	return sched.Pool{
+		ID: p.ID, Name: p.Name, Region: p.Region, Tier: p.Tier, State: string(p.State),
+		Interconnect: sched.Interconnect{Domain: p.Interconnect.Domain, Gbps: p.Interconnect.Gbps, MultiNode: p.Interconnect.MultiNode},
+		Prices:       sched.Prices{GPUHour: p.Prices.GPUHour, CPUHour: p.Prices.CPUHour, MemGiBHour: p.Prices.MemGiBHour},
+	}
 }
 
 // FreeCapacity is a node's capacity minus what its unfinished tasks hold.

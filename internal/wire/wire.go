@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"lode.dev/lode/internal/core"
+	"lode.dev/lode/internal/meter"
 	"lode.dev/lode/internal/sched"
 	"lode.dev/lode/internal/spec"
 	"lode.dev/lode/internal/store"
@@ -230,4 +231,57 @@ type Commit struct {
 	Manifest string `json:"manifest"`
 	Files    int    `json:"files"`
 	Bytes    int64  `json:"bytes"`
+}
+
+// PoolSpec creates a pool, or (PATCH) changes the fields it sets.
+type PoolSpec struct {
+	Name         string             `json:"name,omitempty"`
+	Driver       string             `json:"driver,omitempty"`
+	Region       *string            `json:"region,omitempty"`
+	Tier         *string            `json:"tier,omitempty"`
+	State        *string            `json:"state,omitempty"`
+	Interconnect *core.Interconnect `json:"interconnect,omitempty"`
+	Prices       *core.Prices       `json:"prices,omitempty"`
+}
+
+// ProjectList lists projects.
+type ProjectList struct {
+	Projects []*store.Project `json:"projects"`
+}
+
+// ProjectSpec sets a project's budget and weight.
+type ProjectSpec struct {
+	Budget float64 `json:"budget"`
+	Weight float64 `json:"weight"`
+}
+
+// DryRun asks where a spec would run, without submitting it.
+type DryRun struct {
+	Spec spec.Job `json:"spec"`
+}
+
+// Explanation says where a job can run and what each pool would cost,
+// cheapest (or fastest, by the job's objective) first.
+type Explanation struct {
+	JobID string        `json:"job_id,omitempty"`
+	State core.JobState `json:"state,omitempty"`
+	// Placed names the pool of the job's current or last attempt.
+	Placed  string         `json:"placed,omitempty"`
+	Options []sched.Option `json:"options"`
+}
+
+// CostReport sums metered usage by job, project or pool.
+type CostReport struct {
+	By    string       `json:"by"`
+	Lines []meter.Line `json:"lines"`
+	Total float64      `json:"total"`
+}
+
+// JobCost is what a job cost, attempt by attempt, and what it would have
+// cost on the other pools it could have run on.
+type JobCost struct {
+	JobID        string              `json:"job_id"`
+	Usage        []*store.Usage      `json:"usage"`
+	Total        float64             `json:"total"`
+	Alternatives []meter.Alternative `json:"alternatives,omitempty"`
 }
