@@ -76,6 +76,12 @@ type Store interface {
 	// NodeLeave marks a node as gone on its own word (a clean shutdown):
 	// like a lease expiry, at once.
 	NodeLeave(ctx context.Context, p *NodeLeaveParams) error
+	// NodeDrain stops a live node from taking new work and asks every live
+	// attempt with a task on it to stop (as AttemptPreempt does), so the
+	// work moves elsewhere from its last checkpoint; with Undo it takes work
+	// again. It returns the attempts asked to stop. ErrNodeGone for a node
+	// that is lost or left.
+	NodeDrain(ctx context.Context, p *NodeDrainParams) ([]string, error)
 
 	JobCreate(ctx context.Context, j *Job) error
 	JobGet(ctx context.Context, id string) (*Job, error)
@@ -219,8 +225,10 @@ type NodeState string
 
 const (
 	NodeReady NodeState = "ready"
-	NodeLost  NodeState = "lost" // its lease expired
-	NodeLeft  NodeState = "left" // it said goodbye
+	// NodeDraining nodes keep their lease but take no new work.
+	NodeDraining NodeState = "draining"
+	NodeLost     NodeState = "lost" // its lease expired
+	NodeLeft     NodeState = "left" // it said goodbye
 )
 
 // Node is one machine of a pool.
@@ -256,6 +264,13 @@ type NodeHeartbeatParams struct {
 
 type NodeExpireLeasesParams struct {
 	Now time.Time
+}
+
+type NodeDrainParams struct {
+	NodeID string
+	Reason string
+	Undo   bool
+	Now    time.Time
 }
 
 type NodeLeaveParams struct {

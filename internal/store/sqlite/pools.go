@@ -259,9 +259,9 @@ func (s *Store) NodeList(ctx context.Context, p *store.NodeListParams) ([]*store
 	return ns, dbErr(rows.Err())
 }
 
-// nodeGone returns ErrNodeGone unless the node is ready.
+// nodeGone returns ErrNodeGone unless the node is ready or draining.
 func nodeGone(n *store.Node) error {
-	if n.State != store.NodeReady {
+	if n.State != store.NodeReady && n.State != store.NodeDraining {
 		return fmt.Errorf("node %s is %s: %w", n.ID, n.State, store.ErrNodeGone)
 	}
 	return nil
@@ -299,8 +299,8 @@ func (s *Store) NodeExpireLeases(ctx context.Context, p *store.NodeExpireLeasesP
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		lost = nil
 		rows, err := tx.QueryContext(ctx, `SELECT `+nodeColumns+` FROM nodes
-			WHERE state = ? AND (lease_expires_at IS NULL OR lease_expires_at < ?) ORDER BY id`,
-			store.NodeReady, msec(now))
+			WHERE state IN (?, ?) AND (lease_expires_at IS NULL OR lease_expires_at < ?) ORDER BY id`,
+			store.NodeReady, store.NodeDraining, msec(now))
 		if err != nil {
 			return err
 		}
@@ -336,6 +336,61 @@ func (s *Store) NodeLeave(ctx context.Context, p *store.NodeLeaveParams) error {
 		}
 		return goneNodes(ctx, tx, []*store.Node{n}, store.NodeLeft, "it left", now)
 	})
+}
+
+// NodeDrain marks a live node draining (or ready again, with Undo) and asks
+// the live attempts with tasks on it to stop.
+func (s *Store) NodeDrain(ctx context.Context, p *store.NodeDrainParams) ([]string, error) {
+	var asked []string
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		asked = nil
+		n, err := getNode(ctx, tx, p.NodeID)
+		if err != nil {
+			return err
+		}
+		if err := nodeGone(n); err != nil {
+			return err
+		}
+		state := store.NodeDraining
+		if p.Undo {
+			state = store.NodeReady
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE nodes SET state = ? WHERE id = ?`, state, n.ID); err != nil {
+			return err
+		}
+		if p.Undo {
+			return nil
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT DISTINCT a.id FROM tasks t JOIN attempts a ON a.id = t.attempt_id
+			WHERE t.node_id = ? AND t.state IN (?, ?) AND a.state IN (?, ?) ORDER BY a.id`,
+			n.ID, core.TaskAssigned, core.TaskRunning, core.AttemptPlaced, core.AttemptRunning)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return err
+			}
+			asked = append(asked, id)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, id := range asked {
+			if _, err := tx.ExecContext(ctx, `UPDATE attempts SET preempt_requested = ?, reason = ? WHERE id = ?`,
+				true, p.Reason, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return asked, nil
 }
 
 // goneNodes moves nodes to state (lost or left), marks their unfinished

@@ -160,3 +160,46 @@ func testPreemption(t *testing.T, open func(t *testing.T) store.Store) {
 	}
 	wantErr(t, "AttemptPreempt of an ended attempt", f.s.AttemptPreempt(f.ctx, &store.AttemptPreemptParams{AttemptID: a.ID, Now: at(11)}), store.ErrConflict)
 }
+
+// testNodeDrain: a drained node keeps its lease, takes no new work, and its
+// attempts are asked to stop; once they have, their jobs are queued again at
+// no cost to their retries.
+func testNodeDrain(t *testing.T, open func(t *testing.T) store.Store) {
+	f := setup(t, open)
+	p := f.pool()
+	n, other := f.node(p), f.node(p)
+	j := f.job(retries(0, 0))
+	a := f.runAll(f.place(j, p, 1, n), 2)
+	asked, err := f.s.NodeDrain(f.ctx, &store.NodeDrainParams{NodeID: n.ID, Reason: "maintenance", Now: at(3)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff(t, "attempts asked to stop", []string{a.ID}, asked)
+	if got := f.getNode(n.ID); got.State != store.NodeDraining {
+		t.Errorf("node %s, want draining", got.State)
+	}
+	if _, err := f.s.NodeHeartbeat(f.ctx, &store.NodeHeartbeatParams{NodeID: n.ID, Now: at(4), LeaseExpiresAt: at(5000)}); err != nil {
+		t.Errorf("a draining node's heartbeat: %v", err)
+	}
+	if as := f.assignments(n.ID); len(as) != 1 || !as[0].Preempting {
+		t.Errorf("assignments = %+v; want the task asked to stop", as)
+	}
+	// No new work lands on it.
+	j2 := f.job()
+	_, err = f.s.AttemptCreate(f.ctx, &store.AttemptCreateParams{JobID: j2.ID, PoolID: p.ID, NodeIDs: nodeIDs(n), Now: at(5)})
+	wantErr(t, "placing on a draining node", err, store.ErrConflict)
+	f.report(a, 0, core.TaskKilled, 0, 6)
+	if got := f.getJob(j.ID); got.State != core.JobQueued || got.Retries != (core.RetryCount{}) {
+		t.Errorf("job %s with retries %+v; want queued at no cost", got.State, got.Retries)
+	}
+	f.place(j, p, 7, other)
+	if _, err := f.s.NodeDrain(f.ctx, &store.NodeDrainParams{NodeID: n.ID, Undo: true, Now: at(8)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.getNode(n.ID); got.State != store.NodeReady {
+		t.Errorf("node %s after undo, want ready", got.State)
+	}
+	f.expire(6000)
+	_, err = f.s.NodeDrain(f.ctx, &store.NodeDrainParams{NodeID: n.ID, Now: at(6001)})
+	wantErr(t, "draining a lost node", err, store.ErrNodeGone)
+}

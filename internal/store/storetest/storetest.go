@@ -58,6 +58,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Projects", testProjects},
 		{"Usage", testUsage},
 		{"Preemption", testPreemption},
+		{"NodeDrain", testNodeDrain},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
