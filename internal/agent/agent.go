@@ -56,6 +56,9 @@ type Agent struct {
 	base *client.Client
 	log  *slog.Logger
 
+	// taskCtx bounds the tasks' lives; see Run.
+	taskCtx context.Context
+
 	mu    sync.Mutex
 	tasks map[wire.TaskRef]*task
 	gpus  []bool // GPU index -> in use
@@ -110,22 +113,59 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.cfg.AdvertiseAddr == "" {
 		a.cfg.AdvertiseAddr = advertiseAddr(a.cfg.Server)
 	}
+	release, err := claimDir(a.cfg.Dir, a.log)
+	if err != nil {
+		return err
+	}
+	defer release()
+	// Tasks outlive ctx: on shutdown they stop through a drain, with their
+	// grace period, and only then is taskCtx cancelled.
+	taskCtx, cancelTasks := context.WithCancel(context.WithoutCancel(ctx))
+	a.taskCtx = taskCtx
 	defer a.wg.Wait()
+	defer cancelTasks()
 	for {
 		c, joined, err := a.join(ctx)
 		if err != nil {
 			return nil // ctx ended while joining
 		}
-		gone := a.serve(ctx, c, joined)
-		a.stopAll("node is no longer part of the pool", false)
-		if !gone {
-			leaveCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			if err := c.Leave(leaveCtx); err != nil {
-				a.log.Warn("could not tell the server this node is leaving; it will notice when the lease ends", slog.Any("err", err))
-			}
-			cancel()
-			return nil
+		if gone := a.serve(ctx, c, joined); gone {
+			a.stopAll("node is no longer part of the pool", false)
+			continue
 		}
+		a.drainAndLeave(c, joined)
+		return nil
+	}
+}
+
+// drainAndLeave is a clean shutdown: the node is drained, so its tasks get
+// SIGTERM and their grace period, commit a last checkpoint and are placed
+// again elsewhere at no cost to their retries; then the node leaves. When
+// the server cannot be reached the tasks are stopped all the same, and the
+// server learns of it when the lease ends.
+func (a *Agent) drainAndLeave(c *client.Client, joined *wire.Joined) {
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.StopGrace+15*time.Second)
+	defer cancel()
+	if len(a.running()) > 0 {
+		if _, err := c.DrainSelf(ctx); err != nil {
+			a.log.Warn("could not drain this node; stopping its tasks here", slog.Any("err", err))
+		} else {
+			a.log.Info("draining: tasks stop with their grace period and resume elsewhere from their checkpoints")
+			interval := cmp.Or(time.Duration(joined.HeartbeatIntervalMS)*time.Millisecond, time.Second)
+			for len(a.running()) > 0 {
+				if reply, err := c.Heartbeat(ctx, &wire.Heartbeat{Tasks: a.running()}); err == nil {
+					reply.Start = nil // a draining node starts nothing
+					a.apply(c, reply)
+				}
+				if !sleep(ctx, interval) {
+					break
+				}
+			}
+		}
+	}
+	a.stopAll("the agent is shutting down", false)
+	if err := c.Leave(ctx); err != nil {
+		a.log.Warn("could not tell the server this node is leaving; it will notice when the lease ends", slog.Any("err", err))
 	}
 }
 
@@ -188,7 +228,7 @@ func (a *Agent) serve(ctx context.Context, c *client.Client, joined *wire.Joined
 				a.log.Info("server reachable again", slog.Duration("after", time.Since(unreachableSince).Round(time.Millisecond)))
 				unreachableSince = time.Time{}
 			}
-			a.apply(ctx, c, reply)
+			a.apply(c, reply)
 		case ctx.Err() != nil:
 			return false
 		case errors.Is(err, store.ErrNodeGone) || client.IsUnauthorized(err):
@@ -219,7 +259,7 @@ func (a *Agent) running() []wire.TaskRef {
 }
 
 // apply starts and stops tasks as a heartbeat reply says.
-func (a *Agent) apply(ctx context.Context, c *client.Client, reply *wire.HeartbeatReply) {
+func (a *Agent) apply(c *client.Client, reply *wire.HeartbeatReply) {
 	for _, s := range reply.Stop {
 		a.mu.Lock()
 		t := a.tasks[s.TaskRef]
@@ -247,7 +287,7 @@ func (a *Agent) apply(ctx context.Context, c *client.Client, reply *wire.Heartbe
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
-			t.run(ctx)
+			t.run(a.taskCtx)
 			a.mu.Lock()
 			delete(a.tasks, ref)
 			a.releaseGPUs(gpus)

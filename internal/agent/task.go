@@ -81,8 +81,16 @@ func (t *task) run(ctx context.Context) {
 		}
 	}()
 	t.log.Info("task starting", slog.String("name", t.as.Job.Name))
-	if err := t.prepare(ctx); err != nil {
+	// A server that cannot be reached (restarting, or cut off for a
+	// while) is no fault of the task's: the steps below that need it wait
+	// for it rather than fail the task.
+	err := t.untilReachable(ctx, "preparing the task", func() error { return t.prepare(ctx) })
+	if err != nil {
 		if ctx.Err() != nil || errors.Is(err, errFenced) {
+			return
+		}
+		if t.stopping() {
+			t.finish(ctx, core.TaskKilled, -1, t.stopReason)
 			return
 		}
 		t.log.Error("task could not be prepared", slog.Any("err", err))
@@ -90,18 +98,59 @@ func (t *task) run(ctx context.Context) {
 		t.finish(ctx, core.TaskExited, 1, "prepare: "+err.Error())
 		return
 	}
-	select {
-	case <-t.stopCh:
+	if t.stopping() {
 		t.finish(ctx, core.TaskKilled, -1, t.stopReason)
 		return
-	default:
 	}
-	if err := t.c.TaskStatus(ctx, t.fence, t.rank, &wire.TaskStatus{State: core.TaskRunning}); err != nil {
+	// The report may reach the server even when its answer is lost; it is
+	// repeated until one comes back, as the server takes a repeat as a
+	// no-op. Giving up after a lost answer would leave a task the server
+	// believes running and no process behind it.
+	err = t.untilReachable(ctx, "reporting the task running", func() error {
+		return t.c.TaskStatus(ctx, t.fence, t.rank, &wire.TaskStatus{State: core.TaskRunning})
+	})
+	if err != nil {
 		t.log.Warn("could not report the task running; not starting it", slog.Any("err", err))
 		return
 	}
 	code, msg, state := t.execute(ctx)
 	t.finish(ctx, state, code, msg)
+}
+
+// stopping reports whether the task was asked to stop.
+func (t *task) stopping() bool {
+	select {
+	case <-t.stopCh:
+		return true
+	default:
+		return false
+	}
+}
+
+// untilReachable calls fn until it returns anything but a failure to reach
+// the server, backing off between calls, and returns its last error. It
+// gives up when ctx ends or the task is asked to stop.
+func (t *task) untilReachable(ctx context.Context, what string, fn func() error) error {
+	b := backoff{min: 200 * time.Millisecond, max: 5 * time.Second}
+	for tries := 0; ; tries++ {
+		err := fn()
+		if err == nil || !errors.Is(err, client.ErrUnreachable) {
+			return err
+		}
+		if tries == 0 {
+			t.log.Warn(what+": server unreachable; retrying", slog.Any("err", err))
+		}
+		wait := time.NewTimer(b.next())
+		select {
+		case <-ctx.Done():
+			wait.Stop()
+			return err
+		case <-t.stopCh:
+			wait.Stop()
+			return err
+		case <-wait.C:
+		}
+	}
 }
 
 // finish reports the task's end, retrying while the server is unreachable.
@@ -370,13 +419,22 @@ func (t *task) execute(ctx context.Context) (int, string, core.TaskState) {
 	default:
 	}
 	t.shipMetrics(ctx, onFenced)
+	if state == core.TaskKilled && t.report && t.rank == 0 {
+		// A graceful stop (preemption, drain, cancel): the task had its
+		// grace period to write a last checkpoint; keep it.
+		if err := sync.checkpoint(ctx); err != nil {
+			t.log.Warn("checkpoint sync after stop failed", slog.Any("err", err))
+		}
+	}
 	if state == core.TaskExited && t.rank == 0 {
 		// The last checkpoint and the outputs go up before the exit is
-		// reported, so a succeeded job always has them.
-		if err := sync.checkpoint(ctx); err != nil {
+		// reported, so a succeeded job always has them. A server that is
+		// down for a moment must not turn a finished task into a failed
+		// one: they wait for it.
+		if err := t.untilReachable(ctx, "final checkpoint sync", func() error { return sync.checkpoint(ctx) }); err != nil {
 			t.log.Error("final checkpoint sync failed", slog.Any("err", err))
 		}
-		if err := t.uploadOutputs(ctx); err != nil {
+		if err := t.untilReachable(ctx, "uploading outputs", func() error { return t.uploadOutputs(ctx) }); err != nil {
 			t.log.Error("output upload failed", slog.Any("err", err))
 			t.shipLine(ctx, store.Stderr, fmt.Sprintf("lode: uploading outputs failed: %v\n", err))
 			if code == 0 {

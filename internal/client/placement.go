@@ -65,3 +65,30 @@ func (c *Client) JobCost(ctx context.Context, id string) (*wire.JobCost, error) 
 	var out wire.JobCost
 	return &out, c.call(ctx, "GET", "/v1/jobs/"+url.PathEscape(id)+"/cost", "", nil, &out)
 }
+
+// DrainReply lists the attempts a drain asked to stop.
+type DrainReply struct {
+	Stopping []string `json:"stopping"`
+}
+
+// DrainNode stops a node taking work (undo: lets it take work again).
+func (c *Client) DrainNode(ctx context.Context, id string, undo bool) (*DrainReply, error) {
+	verb := "drain"
+	if undo {
+		verb = "undrain"
+	}
+	var out DrainReply
+	return &out, c.call(ctx, "POST", "/v1/nodes/"+url.PathEscape(id)+"/"+verb, "", nil, &out)
+}
+
+// DrainPool stops a pool taking work and moves its jobs elsewhere.
+func (c *Client) DrainPool(ctx context.Context, name string) (*DrainReply, error) {
+	var out DrainReply
+	return &out, c.call(ctx, "POST", "/v1/pools/"+url.PathEscape(name)+"/drain", "", nil, &out)
+}
+
+// DrainSelf drains the agent's own node.
+func (c *Client) DrainSelf(ctx context.Context) (*DrainReply, error) {
+	var out DrainReply
+	return &out, c.call(ctx, "POST", "/v1/agent/drain", "", nil, &out)
+}

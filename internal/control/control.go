@@ -13,6 +13,7 @@ import (
 
 	"lode.dev/lode/internal/core"
 	"lode.dev/lode/internal/meter"
+	"lode.dev/lode/internal/reliability"
 	"lode.dev/lode/internal/sched"
 	"lode.dev/lode/internal/store"
 )
@@ -29,6 +30,8 @@ type Config struct {
 	// OnChange is called after a cycle changed any job's state, so
 	// watchers (log followers) can look again. May be nil.
 	OnChange func()
+	// Reliability sets when pools are quarantined and let back in.
+	Reliability reliability.Policy
 }
 
 // Loop runs scheduling cycles. Start it with Run; Wake and Pending may be
@@ -99,6 +102,9 @@ func (l *Loop) Cycle(ctx context.Context) error {
 		l.cfg.Logger.Warn("node lost: its lease expired", slog.String("node", n.ID), slog.String("name", n.Name),
 			slog.Time("last_heartbeat", n.LastHeartbeatAt))
 	}
+	if err := l.judgePools(ctx, now); err != nil {
+		return err
+	}
 	snap, err := Snapshot(ctx, l.cfg.Store, now)
 	if err != nil {
 		return err
@@ -140,6 +146,60 @@ func (l *Loop) Cycle(ctx context.Context) error {
 	return nil
 }
 
+// judgePools quarantines pools that lose nodes too often and lets them
+// back in after a probation without losses.
+func (l *Loop) judgePools(ctx context.Context, now time.Time) error {
+	pools, err := l.cfg.Store.PoolList(ctx)
+	if err != nil {
+		return err
+	}
+	scores, err := Assess(ctx, l.cfg.Store, now, l.cfg.Reliability)
+	if err != nil {
+		return err
+	}
+	for _, p := range pools {
+		since := p.StateChangedAt
+		if since.IsZero() {
+			since = p.CreatedAt
+		}
+		next, reason := reliability.Decide(string(p.State), since, scores[p.ID], now, l.cfg.Reliability)
+		if next == string(p.State) {
+			continue
+		}
+		p.State, p.StateReason, p.StateChangedAt = store.PoolState(next), reason, now
+		if err := l.cfg.Store.PoolUpdate(ctx, p); err != nil {
+			return err
+		}
+		l.cfg.Logger.Warn("pool "+next, slog.String("pool", p.Name), slog.String("reason", reason))
+	}
+	return nil
+}
+
+// Assess scores every pool by its nodes' losses.
+func Assess(ctx context.Context, st store.Store, now time.Time, policy reliability.Policy) (map[string]reliability.Assessment, error) {
+	nodes, err := st.NodeList(ctx, &store.NodeListParams{})
+	if err != nil {
+		return nil, err
+	}
+	lives := map[string][]reliability.Node{}
+	for _, n := range nodes {
+		life := reliability.Node{Registered: n.RegisteredAt}
+		if n.State == store.NodeLost || n.State == store.NodeLeft {
+			life.End, life.Lost = n.LastHeartbeatAt, n.State == store.NodeLost
+		}
+		lives[n.PoolID] = append(lives[n.PoolID], life)
+	}
+	pools, err := st.PoolList(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]reliability.Assessment{}
+	for _, p := range pools {
+		out[p.ID] = reliability.Assess(lives[p.ID], now, policy)
+	}
+	return out, nil
+}
+
 // Snapshot reads what the scheduler needs from the store: pools with their
 // prices, ready nodes with their free capacity, live attempts, projects with
 // what they have spent, and queued jobs.
@@ -149,8 +209,14 @@ func Snapshot(ctx context.Context, st store.Store, now time.Time) (*sched.Snapsh
 		return nil, err
 	}
 	snap := &sched.Snapshot{Now: now, Projects: map[string]sched.Project{}}
+	scores, err := Assess(ctx, st, now, reliability.Policy{})
+	if err != nil {
+		return nil, err
+	}
 	for _, p := range pools {
-		snap.Pools = append(snap.Pools, SchedPool(p))
+		sp := SchedPool(p)
+		sp.LossRate = scores[p.ID].LossRate
+		snap.Pools = append(snap.Pools, sp)
 	}
 	nodes, err := st.NodeList(ctx, &store.NodeListParams{State: store.NodeReady})
 	if err != nil {

@@ -148,3 +148,56 @@ func TestFreeCapacityCountsUnfinishedTasks(t *testing.T) {
 		t.Errorf("free = %+v; want 5 CPUs, 27GiB, one rtx3090 and no a100", c)
 	}
 }
+
+// TestPoolWhoseNodesAreAllLostIsQuarantined: both nodes of a pool go
+// silent; the pool is quarantined with its reason, its job runs on the other
+// pool, and after a probation with a node up again the pool is let back in.
+func TestPoolWhoseNodesAreAllLostIsQuarantined(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.node("rig-1", 2)
+	f.node("rig-2", 2)
+	j := f.job("a", 1, 1)
+	f.cycle()
+	if got := f.state(j.ID); got != core.JobPlaced {
+		t.Fatalf("job %s, want placed", got)
+	}
+	// A second pool whose node keeps heartbeating.
+	cloud := &store.Pool{ID: core.NewID("pool"), Name: "zcloud", Driver: "agent", State: store.PoolActive, CreatedAt: f.clock.now}
+	if err := f.st.PoolCreate(ctx, cloud); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.now = f.clock.now.Add(4 * time.Second)
+	c := &store.Node{ID: core.NewID("node"), PoolID: cloud.ID, Name: "c1", State: store.NodeReady, MilliCPUs: 4000, MemoryBytes: 8 << 30,
+		RegisteredAt: f.clock.now, LastHeartbeatAt: f.clock.now, LeaseExpiresAt: f.clock.now.Add(time.Hour)}
+	if err := f.st.NodeCreate(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.now = f.clock.now.Add(2 * time.Second) // the rigs' leases have run out
+	f.cycle()                                      // loses them
+	f.cycle()                                      // judges the pool
+	rigs, _ := f.st.PoolGet(ctx, f.pool.ID)
+	if rigs.State != store.PoolQuarantined || !strings.Contains(rigs.StateReason, "lost 2 nodes") {
+		t.Fatalf("rigs: %s (%s); want quarantined for losing its nodes", rigs.State, rigs.StateReason)
+	}
+	attempts, _ := f.st.AttemptListByJob(ctx, j.ID)
+	if n := len(attempts); n != 2 || attempts[1].PoolID != cloud.ID {
+		t.Fatalf("attempts = %+v; want the job placed again on the cloud", attempts)
+	}
+
+	// A rig comes back and stays up through the probation.
+	f.node("rig-3", 2)
+	f.clock.now = f.clock.now.Add(11 * time.Minute)
+	if _, err := f.st.NodeHeartbeat(ctx, &store.NodeHeartbeatParams{NodeID: c.ID, Now: f.clock.now, LeaseExpiresAt: f.clock.now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	nodes, _ := f.st.NodeList(ctx, &store.NodeListParams{PoolID: f.pool.ID, State: store.NodeReady})
+	for _, n := range nodes {
+		f.st.NodeHeartbeat(ctx, &store.NodeHeartbeatParams{NodeID: n.ID, Now: f.clock.now, LeaseExpiresAt: f.clock.now.Add(time.Hour)})
+	}
+	f.cycle()
+	rigs, _ = f.st.PoolGet(ctx, f.pool.ID)
+	if rigs.State != store.PoolActive || !strings.Contains(rigs.StateReason, "probation") {
+		t.Errorf("rigs after probation: %s (%s); want active again", rigs.State, rigs.StateReason)
+	}
+}

@@ -9,6 +9,7 @@ import (
 
 	"lode.dev/lode/internal/core"
 	"lode.dev/lode/internal/meter"
+	"lode.dev/lode/internal/reliability"
 	"lode.dev/lode/internal/sched"
 	"lode.dev/lode/internal/spec"
 	"lode.dev/lode/internal/store"
@@ -63,12 +64,13 @@ type JobList struct {
 	Jobs []*store.Job `json:"jobs"`
 }
 
-// PoolInfo is a pool with its node counts.
+// PoolInfo is a pool with its node counts and reliability.
 type PoolInfo struct {
 	store.Pool
-	Nodes      int `json:"nodes"`
-	ReadyNodes int `json:"ready_nodes"`
-	GPUs       int `json:"gpus"`
+	Nodes       int                    `json:"nodes"`
+	ReadyNodes  int                    `json:"ready_nodes"`
+	GPUs        int                    `json:"gpus"`
+	Reliability reliability.Assessment `json:"reliability"`
 }
 
 // PoolList lists pools.
