@@ -44,8 +44,8 @@ type Store interface {
 	// when no pool has it.
 	PoolGetByJoinToken(ctx context.Context, token string) (*Pool, error)
 	PoolList(ctx context.Context) ([]*Pool, error)
-	// PoolUpdate stores a pool's name, region, tier, state, interconnect and
-	// prices; ErrNotFound when it does not exist.
+	// PoolUpdate stores a pool's name, region, tier, state (with its reason
+	// and time), interconnect and prices; ErrNotFound when it does not exist.
 	PoolUpdate(ctx context.Context, p *Pool) error
 	// PoolDelete removes a pool that never had a node; ErrConflict for one
 	// that did (drain it instead).
@@ -178,6 +178,10 @@ type Pool struct {
 	Region string    `json:"region"`
 	Tier   core.Tier `json:"tier"`
 	State  PoolState `json:"state"`
+	// StateReason says why the pool is in its state; StateChangedAt since
+	// when (zero: since it was created).
+	StateReason    string    `json:"state_reason,omitempty"`
+	StateChangedAt time.Time `json:"state_changed_at,omitzero"`
 	// JoinToken admits agents to this pool.
 	JoinToken    string            `json:"-"`
 	Interconnect core.Interconnect `json:"interconnect"`

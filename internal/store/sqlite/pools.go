@@ -12,7 +12,7 @@ import (
 	"lode.dev/lode/internal/store"
 )
 
-const poolColumns = `id, name, driver, region, tier, state, join_token, created_at, interconnect, prices`
+const poolColumns = `id, name, driver, region, tier, state, join_token, created_at, interconnect, prices, state_reason, state_changed_at`
 
 func scanPool(sc scanner) (*store.Pool, error) {
 	var (
@@ -20,10 +20,13 @@ func scanPool(sc scanner) (*store.Pool, error) {
 		token                sql.NullString
 		created              int64
 		interconnect, prices string
+		changed              sql.NullInt64
 	)
-	if err := sc.Scan(&p.ID, &p.Name, &p.Driver, &p.Region, &p.Tier, &p.State, &token, &created, &interconnect, &prices); err != nil {
+	if err := sc.Scan(&p.ID, &p.Name, &p.Driver, &p.Region, &p.Tier, &p.State, &token, &created, &interconnect, &prices,
+		&p.StateReason, &changed); err != nil {
 		return nil, err
 	}
+	p.StateChangedAt = fromNullMsec(changed)
 	p.JoinToken = token.String
 	p.CreatedAt = fromMsec(created)
 	if err := json.Unmarshal([]byte(interconnect), &p.Interconnect); err != nil {
@@ -65,8 +68,8 @@ func (s *Store) PoolCreate(ctx context.Context, p *store.Pool) error {
 		return err
 	}
 	return s.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO pools (`+poolColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			p.ID, p.Name, p.Driver, p.Region, p.Tier, p.State, token, msec(p.CreatedAt), ic, pr)
+		_, err := tx.ExecContext(ctx, `INSERT INTO pools (`+poolColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			p.ID, p.Name, p.Driver, p.Region, p.Tier, p.State, token, msec(p.CreatedAt), ic, pr, p.StateReason, nullMsec(p.StateChangedAt))
 		if err != nil {
 			return fmt.Errorf("pool %s (%s): %w", p.ID, p.Name, dbErr(err))
 		}
@@ -87,8 +90,9 @@ func (s *Store) PoolUpdate(ctx context.Context, p *store.Pool) error {
 		return err
 	}
 	return s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE pools SET name = ?, region = ?, tier = ?, state = ?, interconnect = ?, prices = ? WHERE id = ?`,
-			p.Name, p.Region, p.Tier, p.State, ic, pr, p.ID)
+		res, err := tx.ExecContext(ctx, `UPDATE pools SET name = ?, region = ?, tier = ?, state = ?, interconnect = ?, prices = ?,
+			state_reason = ?, state_changed_at = ? WHERE id = ?`,
+			p.Name, p.Region, p.Tier, p.State, ic, pr, p.StateReason, nullMsec(p.StateChangedAt), p.ID)
 		if err != nil {
 			return fmt.Errorf("pool %s (%s): %w", p.ID, p.Name, dbErr(err))
 		}

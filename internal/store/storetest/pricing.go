@@ -12,6 +12,7 @@ func testPoolUpdateDelete(t *testing.T, open func(t *testing.T) store.Store) {
 	f := setup(t, open)
 	p := f.pool()
 	p.Region, p.Tier, p.State = "us-east", core.TierCertified, store.PoolDraining
+	p.StateReason, p.StateChangedAt = "maintenance", at(9)
 	p.Interconnect = core.Interconnect{Domain: "ib-1", Gbps: 200, MultiNode: true}
 	p.Prices = core.Prices{GPUHour: map[string]float64{"a100": 2.5}, CPUHour: 0.04, MemGiBHour: 0.005}
 	if err := f.s.PoolUpdate(f.ctx, p); err != nil {
