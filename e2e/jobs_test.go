@@ -23,7 +23,10 @@ func script(t *testing.T, specExtra, body string, files map[string]string) strin
 		all[k] = v
 	}
 	writeFiles(t, dir, all)
-	spec := "name: e2e\nworkdir: wd\nrun: sh job.sh\nresources: {cpus: 0.5, memory: 64MiB}\n" + specExtra
+	spec := "name: e2e\nworkdir: wd\nrun: sh job.sh\n" + specExtra
+	if !strings.Contains(specExtra, "resources:") {
+		spec += "resources: {cpus: 0.5, memory: 64MiB}\n"
+	}
 	p := filepath.Join(dir, "job.yaml")
 	if err := os.WriteFile(p, []byte(spec), 0o644); err != nil {
 		t.Fatal(err)

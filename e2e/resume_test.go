@@ -87,3 +87,42 @@ func TestAgentKilledJobResumesFromCheckpoint(t *testing.T) {
 		t.Errorf("model.bin not fetched: %v", err)
 	}
 }
+
+// TestAgentShutdownMovesItsTasksWithoutLosingWork: SIGTERM to an agent
+// drains its node: the trainer gets SIGTERM and its grace period, writes a
+// last checkpoint, and the job resumes on another agent from that
+// checkpoint, without spending a retry.
+func TestAgentShutdownMovesItsTasksWithoutLosingWork(t *testing.T) {
+	cl := startServer(t, "--no-local-pool")
+	first := cl.startAgent("rig-a")
+	id := detachedJob(t, cl, mnistSpec(t, "--epochs 2 --checkpoint-every 1000"))
+	cl.waitState(id, core.JobRunning, 60*time.Second)
+	poll(t, 120*time.Second, "the trainer to report progress", func() bool {
+		ms, err := cl.c.Metrics(context.Background(), id, 0)
+		return err == nil && len(ms) >= 2
+	})
+	first.signal(syscall.SIGTERM)
+	if code := first.wait(t, 60*time.Second); code != 0 {
+		t.Errorf("agent exited %d after SIGTERM, want 0", code)
+	}
+	d := cl.waitJob(id, 30*time.Second, "its first attempt is preempted", func(d *wire.JobDetail) bool {
+		return len(d.AttemptList) > 0 && d.AttemptList[0].State == core.AttemptPreempted
+	})
+	if d.Retries.NodeLost != 0 || d.Retries.Error != 0 {
+		t.Errorf("retries used = %+v; a drain must not spend any", d.Retries)
+	}
+	cks, err := cl.c.Checkpoints(context.Background(), id)
+	if err != nil || len(cks) == 0 {
+		t.Fatalf("no checkpoint after the drain (%v); the grace period's checkpoint was lost", err)
+	}
+	cl.startAgent("rig-b")
+	cl.waitState(id, core.JobSucceeded, 180*time.Second)
+	_, stdout, _ := cl.run("logs", id)
+	m := resumedRE.FindStringSubmatch(stdout)
+	if m == nil {
+		t.Fatalf("the job did not resume from a checkpoint:\n%s", stdout)
+	}
+	if step, _ := strconv.Atoi(m[1]); step == 0 || step%1000 == 0 {
+		t.Errorf("resumed from step %d; want the step the trainer checkpointed at SIGTERM, not a periodic one", step)
+	}
+}

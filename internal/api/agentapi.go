@@ -80,7 +80,7 @@ func (s *Server) node(r *http.Request) (*store.Node, error) {
 	if subtle.ConstantTimeCompare([]byte(n.CredentialHash), []byte(credentialHash(cred))) != 1 {
 		return nil, unauthorized
 	}
-	if n.State != store.NodeReady {
+	if n.State != store.NodeReady && n.State != store.NodeDraining {
 		return nil, store.ErrNodeGone
 	}
 	return n, nil
@@ -123,6 +123,8 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 			}
 		case a.Job.CancelRequested:
 			reply.Stop = append(reply.Stop, wire.StopTask{TaskRef: ref, Reason: "job cancelled"})
+		case a.Preempting:
+			reply.Stop = append(reply.Stop, wire.StopTask{TaskRef: ref, Reason: "asked to stop (preemption or drain); the job resumes elsewhere from its checkpoint"})
 		case a.Task.State == core.TaskAssigned && !running[ref]:
 			as, err := s.assignment(r, a)
 			if err != nil {

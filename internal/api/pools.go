@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"lode.dev/lode/internal/control"
 	"lode.dev/lode/internal/store"
 	"lode.dev/lode/internal/wire"
 )
@@ -17,9 +18,13 @@ func (s *Server) listPools(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	scores, err := control.Assess(r.Context(), s.cfg.Store, s.cfg.Now().UTC(), s.cfg.Reliability)
+	if err != nil {
+		return err
+	}
 	out := wire.PoolList{Pools: []wire.PoolInfo{}}
 	for _, p := range pools {
-		info := wire.PoolInfo{Pool: *p}
+		info := wire.PoolInfo{Pool: *p, Reliability: scores[p.ID]}
 		for _, n := range nodes {
 			if n.PoolID != p.ID {
 				continue

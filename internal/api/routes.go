@@ -3,6 +3,7 @@ package api
 import (
 	"net/http"
 
+	"lode.dev/lode/internal/store"
 	"lode.dev/lode/internal/wire"
 )
 
@@ -32,6 +33,30 @@ func (s *Server) register() {
 		summary: "Where a job's outputs are and the key that opens them.", response: wire.ArtifactAccess{}}, s.jobArtifacts)
 
 	s.handle(route{method: "GET", path: "/v1/pools", tag: "pools", summary: "List pools.", response: wire.PoolList{}}, s.listPools)
+	s.handle(route{method: "POST", path: "/v1/pools", tag: "pools", summary: "Create a pool.",
+		request: wire.PoolSpec{}, response: wire.PoolInfo{}}, s.createPool)
+	s.handle(route{method: "PATCH", path: "/v1/pools/{name}", tag: "pools", summary: "Change a pool's region, trust, state, interconnect or prices.",
+		request: wire.PoolSpec{}, response: wire.PoolInfo{}}, s.updatePool)
+	s.handle(route{method: "DELETE", path: "/v1/pools/{name}", tag: "pools", summary: "Delete a pool that never had a node."}, s.deletePool)
+	s.handle(route{method: "GET", path: "/v1/projects", tag: "projects", summary: "List projects with their budgets.",
+		response: wire.ProjectList{}}, s.listProjects)
+	s.handle(route{method: "PUT", path: "/v1/projects/{name}", tag: "projects", summary: "Set a project's budget and fair-share weight.",
+		request: wire.ProjectSpec{}, response: store.Project{}}, s.putProject)
+	s.handle(route{method: "GET", path: "/v1/jobs/{id}/explain", tag: "jobs",
+		summary: "Why a job waits, or why it runs where it does: every pool's verdict and cost.", response: wire.Explanation{}}, s.explainJob)
+	s.handle(route{method: "POST", path: "/v1/dry-run", tag: "jobs",
+		summary: "Where a spec would run and what it would cost, without submitting it.", request: wire.DryRun{}, response: wire.Explanation{}}, s.dryRun)
+	s.handle(route{method: "GET", path: "/v1/cost", tag: "cost", summary: "Metered cost by job, project or pool (?by=, ?project=).",
+		response: wire.CostReport{}}, s.costReport)
+	s.handle(route{method: "GET", path: "/v1/jobs/{id}/cost", tag: "cost",
+		summary: "What a job cost, attempt by attempt, and what it would have cost elsewhere.", response: wire.JobCost{}}, s.jobCost)
+	s.handle(route{method: "POST", path: "/v1/pools/{name}/drain", tag: "pools",
+		summary:  "Stop a pool taking work and move its running jobs elsewhere (SIGTERM, grace, resume from checkpoint).",
+		response: DrainReply{}}, s.drainPool)
+	s.handle(route{method: "POST", path: "/v1/nodes/{id}/drain", tag: "pools",
+		summary: "Stop a node taking work and move its running jobs elsewhere.", response: DrainReply{}}, s.drainNode)
+	s.handle(route{method: "POST", path: "/v1/nodes/{id}/undrain", tag: "pools",
+		summary: "Let a drained node take work again.", response: DrainReply{}}, s.undrainNode)
 	s.handle(route{method: "GET", path: "/v1/pools/{name}/join-token", tag: "pools",
 		summary: "A pool's join token and the command that starts an agent with it.", response: wire.JoinToken{}}, s.joinToken)
 	s.handle(route{method: "GET", path: "/v1/nodes", tag: "pools", summary: "List nodes (?pool=, ?state=).",
@@ -60,6 +85,9 @@ func (s *Server) register() {
 		request: wire.Join{}, response: wire.Joined{}}, s.join)
 	s.handle(route{method: "POST", path: "/v1/agent/heartbeat", tag: "agent",
 		summary: "Renew the node's lease; learn what to start and stop.", request: wire.Heartbeat{}, response: wire.HeartbeatReply{}}, s.heartbeat)
+	s.handle(route{method: "POST", path: "/v1/agent/drain", tag: "agent",
+		summary:  "Drain the node before a clean shutdown: its tasks stop with a grace period and move elsewhere.",
+		response: DrainReply{}}, s.drainSelf)
 	s.handle(route{method: "POST", path: "/v1/agent/leave", tag: "agent", summary: "Leave the pool (clean shutdown)."}, s.leave)
 	s.handle(route{method: "POST", path: "/v1/agent/attempts/{attempt}/ranks/{rank}/status", tag: "agent",
 		summary: "Report a task's state (fenced).", request: wire.TaskStatus{}}, s.taskStatus)

@@ -21,6 +21,7 @@ import (
 
 	"lode.dev/lode/internal/core"
 	"lode.dev/lode/internal/data"
+	"lode.dev/lode/internal/reliability"
 	"lode.dev/lode/internal/sched"
 	"lode.dev/lode/internal/store"
 	"lode.dev/lode/internal/wire"
@@ -43,6 +44,8 @@ type Config struct {
 	// command the server prints.
 	PublicURL string
 	Version   string
+	// Reliability is the quarantine policy, for scoring pools in listings.
+	Reliability reliability.Policy
 }
 
 // Scheduler is the part of the control loop the API talks to.

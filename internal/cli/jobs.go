@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -183,13 +185,20 @@ func poolsCmd(g *globals) *cobra.Command {
 			return show(g, func(c *client.Client) ([]wire.PoolInfo, error) { return c.Pools(cmd.Context()) }, func(pools []wire.PoolInfo) {
 				var rows [][]string
 				for _, p := range pools {
-					rows = append(rows, []string{p.Name, p.Driver, p.Region, p.Tier.String(), string(p.State),
-						fmt.Sprintf("%d/%d", p.ReadyNodes, p.Nodes), fmt.Sprint(p.GPUs)})
+					state := string(p.State)
+					if p.StateReason != "" {
+						state += " (" + p.StateReason + ")"
+					}
+					rows = append(rows, []string{p.Name, p.Region, p.Tier.String(), fmt.Sprintf("%d/%d", p.ReadyNodes, p.Nodes),
+						fmt.Sprint(p.GPUs), fmt.Sprintf("%.2f", p.Reliability.Score), fmt.Sprint(p.Reliability.Losses), state})
 				}
-				table(g, "NAME\tDRIVER\tREGION\tTRUST\tSTATE\tREADY/NODES\tGPUS", rows)
+				table(g, "NAME\tREGION\tTRUST\tREADY/NODES\tGPUS\tSCORE\tLOSSES\tSTATE", rows)
 			})
 		},
 	}
+	cmd.AddCommand(poolAdminCmds(g)...)
+	_, drainPool := drainCmds(g)
+	cmd.AddCommand(drainPool)
 	cmd.AddCommand(&cobra.Command{
 		Use:   "token POOL",
 		Short: "Show a pool's join token and the command that starts an agent with it",
@@ -220,7 +229,17 @@ func nodesCmd(g *globals) *cobra.Command {
 		Short: "List nodes",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return show(g, func(c *client.Client) ([]*store.Node, error) { return c.Nodes(cmd.Context(), pool) }, func(nodes []*store.Node) {
+			poolNames := map[string]string{}
+			return show(g, func(c *client.Client) ([]*store.Node, error) {
+				pools, err := c.Pools(cmd.Context())
+				if err != nil {
+					return nil, err
+				}
+				for _, p := range pools {
+					poolNames[p.ID] = p.Name
+				}
+				return c.Nodes(cmd.Context(), pool)
+			}, func(nodes []*store.Node) {
 				var rows [][]string
 				for _, n := range nodes {
 					gpus := map[string]int{}
@@ -228,10 +247,10 @@ func nodesCmd(g *globals) *cobra.Command {
 						gpus[gp.Model]++
 					}
 					var gs []string
-					for m, k := range gpus {
-						gs = append(gs, fmt.Sprintf("%dx%s", k, m))
+					for _, m := range slices.Sorted(maps.Keys(gpus)) {
+						gs = append(gs, fmt.Sprintf("%dx%s", gpus[m], m))
 					}
-					rows = append(rows, []string{n.ID, n.Name, n.PoolID, string(n.State), fmt.Sprintf("%.1f", float64(n.MilliCPUs)/1000),
+					rows = append(rows, []string{n.ID, n.Name, poolNames[n.PoolID], string(n.State), fmt.Sprintf("%.1f", float64(n.MilliCPUs)/1000),
 						core.FormatBytes(n.MemoryBytes), strings.Join(gs, ","), ago(n.LastHeartbeatAt)})
 				}
 				table(g, "ID\tNAME\tPOOL\tSTATE\tCPUS\tMEMORY\tGPUS\tHEARTBEAT", rows)
@@ -239,6 +258,8 @@ func nodesCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&pool, "pool", "", "only this pool's nodes")
+	drainNode, _ := drainCmds(g)
+	cmd.AddCommand(drainNode)
 	return cmd
 }
 

@@ -19,7 +19,7 @@ import (
 )
 
 func runCmd(g *globals) *cobra.Command {
-	var detach bool
+	var detach, dryRun bool
 	var gpus, outputs string
 	cmd := &cobra.Command{
 		Use:   "run SPEC",
@@ -39,6 +39,22 @@ machine's pool run in this process, with state in the user's data directory.`,
 			}
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
+			if dryRun {
+				c, err := g.client()
+				if err != nil {
+					return err
+				}
+				e, err := c.DryRun(ctx, job)
+				if err != nil {
+					return err
+				}
+				if g.json() {
+					return g.printJSON(e)
+				}
+				fmt.Fprintf(g.out, "job %s would run on (cheapest first; nothing was submitted):\n", job.Name)
+				printOptions(g, e.Options)
+				return nil
+			}
 			local := g.local
 			if local {
 				if g.localGPUs, err = parseGPUFlag(gpus); err != nil {
@@ -74,6 +90,7 @@ machine's pool run in this process, with state in the user's data directory.`,
 			return fetchOutputs(ctx, g, c, detail.ID, outputs)
 		},
 	}
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "show where the job would run and what it would cost, without submitting it")
 	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "submit and print the job ID without following it")
 	cmd.Flags().StringVar(&outputs, "outputs", "", "fetch the job's outputs into this directory when it succeeds (default with --local: lode-outputs/JOB)")
 	cmd.Flags().StringVar(&gpus, "gpus", "", "with --local: declare this machine's GPUs, e.g. 1xrtx4090 (default: ask nvidia-smi)")

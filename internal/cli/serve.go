@@ -80,10 +80,15 @@ token for the "default" pool and prints the command that starts an agent with it
 	f.StringVar(&cfg.PublicURL, "public-url", "", "address agents dial, if not http://LISTEN")
 	f.StringVar(&cfg.BlobURL, "blob-url", "", "gocloud.dev/blob URL for encrypted data (default file://DATA-DIR/blobs)")
 	f.StringVar(&cfg.KeeperURL, "keeper-url", "", "gocloud.dev/secrets URL of the key-encryption key (default a key file in DATA-DIR)")
+	f.StringVar(&cfg.PoolsFile, "pools", "", "a pools file (YAML) whose pools are created or updated at start")
 	f.BoolVar(&cfg.NoLocalPool, "no-local-pool", false, "do not run tasks on this machine")
 	f.StringVar(&gpus, "gpus", "", "declare this machine's GPUs for the local pool, e.g. 2xrtx3090 (default: ask nvidia-smi)")
 	f.DurationVar(&cfg.HeartbeatInterval, "heartbeat", time.Second, "how often agents renew their lease")
-	f.DurationVar(&cfg.LeaseTTL, "lease-ttl", 5*time.Second, "how long a silent node keeps its lease before it is declared lost")
+	f.DurationVar(&cfg.LeaseTTL, "lease-ttl", 2500*time.Millisecond, "how long a silent node keeps its lease before it is declared lost (one missed heartbeat is tolerated)")
+	f.Float64Var(&cfg.Reliability.QuarantineBelow, "quarantine-below", 0.5,
+		"quarantine a pool whose score (the chance a node survives an hour) falls under this; negative: never")
+	f.IntVar(&cfg.Reliability.MinLosses, "quarantine-min-losses", 2, "losses it takes before a pool can be quarantined")
+	f.DurationVar(&cfg.Reliability.Probation, "probation", 10*time.Minute, "how long a quarantined pool must go without a loss to be let back in")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }

@@ -213,10 +213,12 @@ func Snapshot(ctx context.Context, st store.Store, now time.Time) (*sched.Snapsh
 	if err != nil {
 		return nil, err
 	}
+	poolByID := map[string]sched.Pool{}
 	for _, p := range pools {
 		sp := SchedPool(p)
 		sp.LossRate = scores[p.ID].LossRate
 		snap.Pools = append(snap.Pools, sp)
+		poolByID[p.ID] = sp
 	}
 	nodes, err := st.NodeList(ctx, &store.NodeListParams{State: store.NodeReady})
 	if err != nil {
@@ -258,12 +260,21 @@ func Snapshot(ctx context.Context, st store.Store, now time.Time) (*sched.Snapsh
 		if err != nil {
 			return nil, err
 		}
-		if a.State.Terminal() || a.PreemptRequested {
+		if a.State.Terminal() {
 			continue
 		}
 		r := sched.Running{
 			AttemptID: a.ID, JobID: j.ID, Project: j.Project, Priority: j.Spec.Priority, PoolID: a.PoolID,
 			GPUModel: a.GPUModel, StartedAt: a.StartedAt, PricePerHour: a.PricePerHour,
+			// Asked to stop, it still holds its nodes until it has.
+			Stopping: a.PreemptRequested,
+		}
+		start := a.StartedAt
+		if start.IsZero() {
+			start = now
+		}
+		if pool, ok := poolByID[a.PoolID]; ok {
+			r.EstEnd = sched.Predict(pool, &j.Spec, a.GPUModel, snap.Throughput).Finish(start)
 		}
 		for _, t := range a.Tasks {
 			r.NodeIDs = append(r.NodeIDs, t.NodeID)

@@ -1,156 +1,108 @@
-// Package sched decides where queued jobs run. It is pure: Schedule reads an
-// immutable snapshot and returns a plan, with no I/O, no clock and no
-// goroutines. The control loop builds the snapshot from the store and applies
-// the plan, re-checking every placement in a transaction.
+// Package sched decides where queued jobs run: the cheapest compute that
+// satisfies each job's trust, region, interconnect, price, budget and
+// deadline, in an order that respects priorities and shares the fleet
+// fairly between projects.
 //
-// This is the first-fit placer behind the seam: pools in a stable order, the
-// first pool whose nodes can hold every rank of the gang wins. Every pool that
-// could not take a job says why, so `lode explain` can tell the user.
+// It is pure: Schedule reads an immutable Snapshot and returns a Plan, with
+// no I/O, no clock but Snapshot.Now, no goroutines and no randomness. The
+// control loop builds the snapshot from the store and applies the plan,
+// re-checking every placement in a transaction.
+//
+// # Feasibility
+//
+// A pool takes a job only if every filter passes; the first that refuses
+// is the pool's reason, in words a user reads (`lode explain`). Pool
+// filters, in order: the pool is active; it is among the pools the job
+// names; its region is among the job's regions; its trust tier is at least
+// the job's min_trust; the Policy lets the job's data classification run on
+// its tier and in its region; it has ready nodes; for a gang (nodes > 1) it
+// lets gangs span its nodes and its interconnect meets the gang's need
+// (interconnect.min_gbps, or spec.DefaultGangGbps); some node could hold a
+// rank's CPUs and memory when idle, and the pool could hold the whole gang.
+// Then, per GPU model of the pool the job accepts: some node has enough
+// GPUs of it and the pool enough for the gang; the price is within the
+// job's max_price_per_hour (the price of all ranks together); the project's
+// budget covers Spent plus this run's expected cost (and what this cycle
+// placed before it); the predicted finish, Now plus the predicted hours
+// with rework, is no later than CreatedAt plus the deadline. A job is
+// never split across pools, and every rank of a placement holds GPUs of one
+// model.
+//
+// # Cost model
+//
+// For a job on pool p with GPU model m (a job without GPUs has no model and
+// throughput 1):
+//
+//	EstHours       = Estimate / Throughput[m]         (Estimate 0: spec.DefaultEstimate)
+//	PricePerHour   = Nodes × p.Prices.PerHour(Resources, m)
+//	lost           = min(checkpoint.every, EstHours/2) (EstHours/2 without checkpoints)
+//	ReworkHours    = p.LossRate × Nodes × EstHours × lost
+//	ExpectedRework = ReworkHours × PricePerHour
+//	EstCost        = PricePerHour × EstHours + ExpectedRework
+//
+// LossRate × Nodes × EstHours is the number of node losses the run expects;
+// each sends the whole gang back to its last checkpoint, losing up to a
+// checkpoint interval of work (a full interval, which also covers the
+// restart), or on average half the run without checkpoints. The predicted
+// wall time is EstHours + ReworkHours. Throughput defaults to
+// DefaultThroughput; a model it lacks counts as an A100. A model missing
+// from a pool's price table costs nothing there.
+//
+// Objective "cost" (the default) minimizes EstCost, then time; "time"
+// minimizes the predicted wall time, then cost; ties go to the pool first
+// by name, then the model first by name. Each pool offers the job its best
+// model that fits.
+//
+// # The cycle
+//
+// One cycle (Schedule, or NewCycle and Step) runs in numbered phases over
+// one snapshot:
+//
+//  1. Order: queued jobs by priority, highest first; within a priority,
+//     by fair share between projects (dominant resource fairness: a
+//     project's largest share of the fleet's CPUs, memory or GPUs held by
+//     its running attempts and this cycle's placements, divided by its
+//     weight; smallest first, updated as the cycle places jobs); within a
+//     project, oldest first.
+//  2. Place: each job goes on its best candidate (pool and model) that has
+//     room for all its ranks now, inside one pool; several ranks may share
+//     a node. A gang is placed whole or not at all and holds nothing
+//     while it waits, so gangs cannot deadlock each other. A single-rank
+//     job with objective cost that could not have its cheapest candidate
+//     (or any) may exchange: an earlier placement of this cycle with the
+//     same priority and the same resources moves to another of its own
+//     candidates (and so on along a chain) when that lowers the total
+//     expected cost or lets the job run at all. This is the shortest
+//     augmenting path of min-cost flow over slot types (exchange.go); it
+//     keeps a cycle near the cheapest assignment where first come, first
+//     served would give the cheap slots to whoever came first.
+//  3. Preempt: a job that found no room looks for running attempts of
+//     strictly lower priority on one of its candidates whose removal would
+//     make it fit, and picks the cheapest set (fewest attempts, then lowest
+//     priorities, then newest). They are asked to stop; the job stays
+//     pending ("waiting for N preempted attempts to stop") and takes the
+//     room in a later cycle. Their capacity is not reused in this cycle,
+//     and the free capacity the job will need beside it is held until the
+//     cycle ends. A job never preempts work of its own priority or higher.
+//     Attempts still stopping from an earlier cycle's preemptions
+//     (Running.Stopping) are claimed first, so that a waiting job does not
+//     preempt more each cycle.
+//  4. Reserve and backfill: the first job in the order that found no room
+//     and preempted nothing gets a reservation (EASY backfill): on the
+//     candidate where it could start soonest as running work ends (at
+//     Running.EstEnd) and this cycle's placements end, the nodes it would
+//     use are held from that time. Later jobs keep filling free capacity,
+//     and may use the held nodes only if they are predicted to end by then.
+//
+// Every job left pending gets one Rejection per pool.
 package sched
 
 import (
-	"cmp"
-	"fmt"
 	"maps"
 	"slices"
 
 	"lode.dev/lode/internal/core"
-	"lode.dev/lode/internal/spec"
 )
-
-// Schedule places what it can of the snapshot's queued jobs: higher priority
-// first, then oldest first. Capacity taken by one placement is not offered to
-// the next.
-func Schedule(s *Snapshot) *Plan {
-	plan := &Plan{Pending: map[string][]Rejection{}}
-	free := make(map[string]Capacity, len(s.Nodes))
-	nodesByPool := map[string][]string{}
-	for _, n := range s.Nodes {
-		free[n.ID] = n.Free.clone()
-		nodesByPool[n.PoolID] = append(nodesByPool[n.PoolID], n.ID)
-	}
-	pools := slices.Clone(s.Pools)
-	slices.SortFunc(pools, func(a, b Pool) int { return cmp.Compare(a.Name, b.Name) })
-	jobs := slices.Clone(s.Queued)
-	slices.SortStableFunc(jobs, func(a, b Job) int {
-		return cmp.Or(
-			cmp.Compare(b.Spec.Priority, a.Spec.Priority),
-			a.CreatedAt.Compare(b.CreatedAt),
-			cmp.Compare(a.ID, b.ID),
-		)
-	})
-	if len(pools) == 0 {
-		for _, j := range jobs {
-			plan.Pending[j.ID] = []Rejection{{Pool: "(none)", Reason: "no pools are registered; start `lode agent` or `lode server` with its local pool"}}
-		}
-		return plan
-	}
-	for _, j := range jobs {
-		var rejections []Rejection
-		placed := false
-		for _, p := range pools {
-			if reason := poolRefuses(p, j.Spec); reason != "" {
-				rejections = append(rejections, Rejection{Pool: p.Name, Reason: reason})
-				continue
-			}
-			nodeIDs, reason := fitGang(j.Spec, nodesByPool[p.ID], free)
-			if reason != "" {
-				rejections = append(rejections, Rejection{Pool: p.Name, Reason: reason})
-				continue
-			}
-			plan.Placements = append(plan.Placements, Placement{JobID: j.ID, PoolID: p.ID, NodeIDs: nodeIDs})
-			placed = true
-			break
-		}
-		if !placed {
-			plan.Pending[j.ID] = rejections
-		}
-	}
-	return plan
-}
-
-// poolRefuses returns why a pool may not take a job at all, or "".
-func poolRefuses(p Pool, j *spec.Job) string {
-	switch {
-	case p.State != PoolActive:
-		return "pool is " + p.State
-	case len(j.Placement.Pools) > 0 && !slices.Contains(j.Placement.Pools, p.Name):
-		return fmt.Sprintf("not among the pools the job allows (%v)", j.Placement.Pools)
-	case len(j.Placement.Regions) > 0 && !slices.Contains(j.Placement.Regions, p.Region):
-		return fmt.Sprintf("region %q is not among %v", p.Region, j.Placement.Regions)
-	case p.Tier < j.Placement.MinTrust:
-		return fmt.Sprintf("trust tier %s is below the job's min_trust %s", p.Tier, j.Placement.MinTrust)
-	}
-	return ""
-}
-
-// fitGang finds a node for every rank of the job among the given nodes,
-// taking the capacity from free only when all ranks fit (a gang is placed
-// whole or not at all).
-func fitGang(j *spec.Job, nodeIDs []string, free map[string]Capacity) ([]string, string) {
-	if len(nodeIDs) == 0 {
-		return nil, "no ready nodes"
-	}
-	trial := make(map[string]Capacity, len(nodeIDs))
-	for _, id := range nodeIDs {
-		trial[id] = free[id].clone()
-	}
-	ranks := max(j.Nodes, 1)
-	var chosen []string
-	var lastReason string
-	for range ranks {
-		found := false
-		for _, id := range nodeIDs {
-			c := trial[id]
-			if reason := take(&c, j.Resources); reason != "" {
-				lastReason = reason
-				continue
-			}
-			trial[id] = c
-			chosen = append(chosen, id)
-			found = true
-			break
-		}
-		if !found {
-			if ranks > 1 {
-				return nil, fmt.Sprintf("room for %d of %d ranks (%s)", len(chosen), ranks, lastReason)
-			}
-			return nil, lastReason
-		}
-	}
-	for id, c := range trial {
-		free[id] = c
-	}
-	return chosen, ""
-}
-
-// take subtracts one rank's resources from c, or says why they do not fit.
-func take(c *Capacity, r core.Resources) string {
-	if c.MilliCPUs < r.MilliCPUs {
-		return fmt.Sprintf("no node has %s CPUs free", milli(r.MilliCPUs))
-	}
-	if c.MemoryBytes < r.MemoryBytes {
-		return fmt.Sprintf("no node has %s of memory free", core.FormatBytes(r.MemoryBytes))
-	}
-	gpus := maps.Clone(c.GPUs)
-	if !TakeGPUs(gpus, r) {
-		if len(r.GPUModels) > 0 {
-			return fmt.Sprintf("no node has %d free GPUs of %v", r.GPUs, r.GPUModels)
-		}
-		return fmt.Sprintf("no node has %d free GPUs", r.GPUs)
-	}
-	c.MilliCPUs -= r.MilliCPUs
-	c.MemoryBytes -= r.MemoryBytes
-	c.GPUs = gpus
-	return ""
-}
-
-func milli(m int64) string {
-	if m%1000 == 0 {
-		return fmt.Sprint(m / 1000)
-	}
-	return fmt.Sprintf("%.2f", float64(m)/1000)
-}
 
 // TakeGPUs takes r.GPUs GPUs of the models r accepts from free, models in
 // name order, and reports whether there were enough. On false, free may be

@@ -82,7 +82,9 @@ func (p Prices) PerHour(r core.Resources, gpuModel string) float64 {
 type Node struct {
 	ID     string
 	PoolID string
-	// Free is what the node has free now; Total what it has in all.
+	// Free is what the node has free now; Total what it has in all. A
+	// zero Total means unknown: Free plus what the Running ranks on the
+	// node hold is taken instead.
 	Free  Capacity
 	Total Capacity
 }
@@ -125,6 +127,17 @@ type Running struct {
 	StartedAt time.Time
 	// PricePerHour is what the attempt costs per hour, all ranks together.
 	PricePerHour float64
+	// EstEnd is when the attempt is predicted to end: StartedAt plus its
+	// predicted runtime on its pool and GPU model, expected rework included
+	// (Predict(...).Finish(StartedAt)). Backfill reservations are timed by
+	// it. Zero means unknown: StartedAt + spec.DefaultEstimate is assumed,
+	// and an end already past counts as now.
+	EstEnd time.Time
+	// Stopping says the attempt was already asked to stop (a preemption
+	// of an earlier cycle) and still holds its capacity. It is never
+	// preempted again, and a job it would make room for waits for it
+	// instead of preempting more.
+	Stopping bool
 }
 
 // Project is what the scheduler knows of a tenant.

@@ -24,6 +24,8 @@ import (
 	"lode.dev/lode/internal/control"
 	"lode.dev/lode/internal/core"
 	"lode.dev/lode/internal/data"
+	"lode.dev/lode/internal/poolfile"
+	"lode.dev/lode/internal/reliability"
 	"lode.dev/lode/internal/store"
 	"lode.dev/lode/internal/store/sqlite"
 )
@@ -49,10 +51,15 @@ type Config struct {
 	// KeeperURL is any gocloud.dev/secrets URL for the key-encryption key;
 	// by default a local key file DATADIR/kek.key, created 0600.
 	KeeperURL string
+	// PoolsFile is a declarative pools file (internal/poolfile) applied at
+	// start: its pools are created or updated to match.
+	PoolsFile string
 	// NoLocalPool disables the in-process agent for this machine.
 	NoLocalPool bool
 	// LocalGPUs declares the local node's GPUs (nil: nvidia-smi).
 	LocalGPUs []core.GPU
+	// Reliability sets when pools are quarantined and let back in.
+	Reliability reliability.Policy
 	// HeartbeatInterval and LeaseTTL govern failure detection.
 	HeartbeatInterval time.Duration
 	LeaseTTL          time.Duration
@@ -92,7 +99,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	cfg.Listen = cmp.Or(cfg.Listen, "127.0.0.1:7070")
 	cfg.HeartbeatInterval = cmp.Or(cfg.HeartbeatInterval, time.Second)
-	cfg.LeaseTTL = cmp.Or(cfg.LeaseTTL, 5*time.Second)
+	cfg.LeaseTTL = cmp.Or(cfg.LeaseTTL, 2500*time.Millisecond)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -140,6 +147,10 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		s.listener.Close()
 		return nil, err
 	}
+	if err := s.applyPoolsFile(ctx); err != nil {
+		s.listener.Close()
+		return nil, err
+	}
 	if err := s.graceLeases(ctx); err != nil {
 		s.listener.Close()
 		return nil, err
@@ -150,13 +161,13 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	var apiServer *api.Server
 	s.loop = control.New(control.Config{
 		Store: s.store, Logger: cfg.Logger.With("component", "control"),
-		OnChange: func() { apiServer.Changed() },
+		OnChange: func() { apiServer.Changed() }, Reliability: cfg.Reliability,
 	})
 	apiServer = api.New(api.Config{
 		Store: s.store, Chunks: data.NewBucketStore(bucket), Keyring: s.keyring,
 		Logger: cfg.Logger.With("component", "api"), Scheduler: s.loop,
 		HeartbeatInterval: cfg.HeartbeatInterval, LeaseTTL: cfg.LeaseTTL,
-		PublicURL: s.url, Version: cfg.Version,
+		PublicURL: s.url, Version: cfg.Version, Reliability: cfg.Reliability,
 	})
 	s.http = &http.Server{
 		Handler:           apiServer.Handler(),
@@ -196,8 +207,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 func (s *Server) firstStart(ctx context.Context) (map[string]*store.Pool, error) {
 	out := map[string]*store.Pool{}
 	want := []store.Pool{
-		{Name: DefaultPool, Driver: "agent", Region: "", Tier: core.TierCommunity},
-		{Name: LocalPool, Driver: "agent", Region: "local", Tier: core.TierPrivate},
+		{Name: DefaultPool, Driver: "agent", Region: "", Tier: core.TierCommunity,
+			Interconnect: core.Interconnect{Domain: "internet", Gbps: 1}},
+		// Ranks of a gang on this machine talk over loopback.
+		{Name: LocalPool, Driver: "agent", Region: "local", Tier: core.TierPrivate,
+			Interconnect: core.Interconnect{Domain: "loopback", Gbps: 1000, MultiNode: true}},
 	}
 	for _, w := range want {
 		p, err := s.store.PoolGetByName(ctx, w.Name)
@@ -216,6 +230,46 @@ func (s *Server) firstStart(ctx context.Context) (map[string]*store.Pool, error)
 		out[w.Name] = p
 	}
 	return out, nil
+}
+
+// applyPoolsFile creates or updates the pools the pools file names.
+func (s *Server) applyPoolsFile(ctx context.Context) error {
+	if s.cfg.PoolsFile == "" {
+		return nil
+	}
+	data, err := os.ReadFile(s.cfg.PoolsFile)
+	if err != nil {
+		return fmt.Errorf("pools file: %w", err)
+	}
+	defs, err := poolfile.Parse(s.cfg.PoolsFile, data)
+	if err != nil {
+		return err
+	}
+	for _, d := range defs {
+		spec := d.Spec()
+		p, err := s.store.PoolGetByName(ctx, d.Name)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			p = &store.Pool{ID: core.NewID("pool"), Name: d.Name, Driver: "agent", JoinToken: core.NewSecret(), CreatedAt: time.Now().UTC()}
+			if err := api.ApplyPoolSpec(p, spec); err != nil {
+				return fmt.Errorf("pools file: %s: %w", d.Name, err)
+			}
+			if err := s.store.PoolCreate(ctx, p); err != nil {
+				return err
+			}
+			s.cfg.Logger.Info("pool created from the pools file", slog.String("pool", p.Name))
+		case err != nil:
+			return err
+		default:
+			if err := api.ApplyPoolSpec(p, spec); err != nil {
+				return fmt.Errorf("pools file: %s: %w", d.Name, err)
+			}
+			if err := s.store.PoolUpdate(ctx, p); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // graceLeases gives every ready node a fresh lease at start, so agents that

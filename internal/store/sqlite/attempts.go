@@ -142,6 +142,10 @@ func (s *Store) AttemptCreate(ctx context.Context, p *store.AttemptCreateParams)
 		}
 
 		req := j.Spec.Resources
+		if p.GPUModel != "" && req.GPUs > 0 {
+			// The ranks hold GPUs of the model they were priced at.
+			req.GPUModels = []string{p.GPUModel}
+		}
 		ranksOn, order := map[string]int{}, []string{}
 		for _, id := range p.NodeIDs {
 			if ranksOn[id] == 0 {

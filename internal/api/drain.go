@@ -1,0 +1,90 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"lode.dev/lode/internal/core"
+	"lode.dev/lode/internal/store"
+)
+
+// DrainReply says what a drain asked to stop.
+type DrainReply struct {
+	Stopping []string `json:"stopping"`
+}
+
+func (s *Server) drainNode(w http.ResponseWriter, r *http.Request) error {
+	return s.drain(w, r, r.PathValue("id"), false, "node drained by an operator")
+}
+
+func (s *Server) undrainNode(w http.ResponseWriter, r *http.Request) error {
+	return s.drain(w, r, r.PathValue("id"), true, "")
+}
+
+// drainSelf is an agent draining its own node before it shuts down: its
+// tasks stop with their grace period and move elsewhere.
+func (s *Server) drainSelf(w http.ResponseWriter, r *http.Request) error {
+	n, err := s.node(r)
+	if err != nil {
+		return err
+	}
+	return s.drain(w, r, n.ID, false, "its agent is shutting down")
+}
+
+func (s *Server) drain(w http.ResponseWriter, r *http.Request, nodeID string, undo bool, reason string) error {
+	asked, err := s.cfg.Store.NodeDrain(r.Context(), &store.NodeDrainParams{NodeID: nodeID, Undo: undo, Reason: reason, Now: s.cfg.Now().UTC()})
+	if errors.Is(err, store.ErrNodeGone) {
+		return errorf(http.StatusConflict, "conflict", "", "node %s is no longer up", nodeID)
+	}
+	if err != nil {
+		return err
+	}
+	s.cfg.Scheduler.Wake()
+	return writeJSON(w, http.StatusOK, DrainReply{Stopping: nonNil(asked)})
+}
+
+// drainPool stops a pool taking work and asks every live attempt on it to
+// stop, so its jobs move elsewhere from their last checkpoints.
+func (s *Server) drainPool(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	p, err := s.cfg.Store.PoolGetByName(ctx, r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	now := s.cfg.Now().UTC()
+	p.State, p.StateReason, p.StateChangedAt = store.PoolDraining, "drained by an operator", now
+	if err := s.cfg.Store.PoolUpdate(ctx, p); err != nil {
+		return err
+	}
+	asked, err := s.preemptPool(ctx, p.ID, "pool "+p.Name+" drained by an operator")
+	if err != nil {
+		return err
+	}
+	s.cfg.Scheduler.Wake()
+	return writeJSON(w, http.StatusOK, DrainReply{Stopping: nonNil(asked)})
+}
+
+// preemptPool asks every live attempt placed on a pool to stop.
+func (s *Server) preemptPool(ctx context.Context, poolID, reason string) ([]string, error) {
+	jobs, err := s.cfg.Store.JobList(ctx, &store.JobListParams{States: []core.JobState{core.JobPlaced, core.JobRunning}})
+	if err != nil {
+		return nil, err
+	}
+	var asked []string
+	for _, j := range jobs {
+		if j.CurrentAttempt == "" {
+			continue
+		}
+		a, err := s.cfg.Store.AttemptGet(ctx, j.CurrentAttempt)
+		if err != nil || a.PoolID != poolID || a.State.Terminal() {
+			continue
+		}
+		err = s.cfg.Store.AttemptPreempt(ctx, &store.AttemptPreemptParams{AttemptID: a.ID, Reason: reason, Now: s.cfg.Now().UTC()})
+		if err != nil && !errors.Is(err, store.ErrConflict) {
+			return nil, err
+		}
+		asked = append(asked, a.ID)
+	}
+	return asked, nil
+}
