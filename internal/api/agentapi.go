@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"net/http"
 	"strconv"
@@ -53,6 +54,7 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) error {
 	if err := s.cfg.Store.NodeCreate(ctx, n); err != nil {
 		return err
 	}
+	s.leases.Add(n.ID, n.CredentialHash, now, n.LeaseExpiresAt)
 	s.cfg.Logger.Info("node joined", "node", n.ID, "name", n.Name, "pool", pool.Name, "gpus", len(n.GPUs))
 	s.cfg.Scheduler.Wake()
 	return writeJSON(w, http.StatusCreated, wire.Joined{
@@ -61,33 +63,44 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) error {
 	})
 }
 
-// node authenticates an agent request: the node named in the header must
-// exist and the bearer credential must be the one it was given at join.
-func (s *Server) node(r *http.Request) (*store.Node, error) {
+// node authenticates an agent request and returns its node's ID: the node
+// named in the header must hold a lease and present the credential it was
+// given at join. The lease book answers without touching the store; a node
+// the book does not hold is gone (its lease ran out, or it left) if the
+// store knows it, and unknown otherwise.
+func (s *Server) node(r *http.Request) (string, error) {
 	id := r.Header.Get(wire.HeaderNode)
 	cred, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	unauthorized := errorf(http.StatusUnauthorized, "unauthorized", "join again with a join token", "unknown node or wrong credential")
 	if id == "" || !ok {
-		return nil, unauthorized
+		return "", unauthorized
 	}
-	n, err := s.cfg.Store.NodeGet(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, unauthorized
+	hash, live := s.leases.Credential(id)
+	if !live {
+		n, err := s.cfg.Store.NodeGet(r.Context(), id)
+		if errors.Is(err, store.ErrNotFound) {
+			return "", unauthorized
+		}
+		if err != nil {
+			return "", err
+		}
+		hash = n.CredentialHash
 	}
-	if err != nil {
-		return nil, err
+	if subtle.ConstantTimeCompare([]byte(hash), []byte(credentialHash(cred))) != 1 {
+		return "", unauthorized
 	}
-	if subtle.ConstantTimeCompare([]byte(n.CredentialHash), []byte(credentialHash(cred))) != 1 {
-		return nil, unauthorized
+	if !live {
+		return "", fmt.Errorf("node %s holds no lease: %w", id, store.ErrNodeGone)
 	}
-	if n.State != store.NodeReady && n.State != store.NodeDraining {
-		return nil, store.ErrNodeGone
-	}
-	return n, nil
+	return id, nil
 }
 
+// readEvery bounds how long a node's heartbeats may go without reading the
+// store, should a change not have been announced to the lease book.
+const readEvery = 5 * time.Second
+
 func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
-	n, err := s.node(r)
+	nodeID, err := s.node(r)
 	if err != nil {
 		return err
 	}
@@ -97,15 +110,20 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 	}
 	ctx := r.Context()
 	now := s.cfg.Now().UTC()
-	if _, err := s.cfg.Store.NodeHeartbeat(ctx, &store.NodeHeartbeatParams{NodeID: n.ID, Now: now, LeaseExpiresAt: now.Add(s.cfg.LeaseTTL)}); err != nil {
-		return err
+	reply := wire.HeartbeatReply{LeaseExpiresAt: now.Add(s.cfg.LeaseTTL)}
+	live, read := s.leases.Renew(nodeID, now, reply.LeaseExpiresAt, readEvery)
+	if !live {
+		return fmt.Errorf("node %s holds no lease: %w", nodeID, store.ErrNodeGone)
 	}
 	s.metrics.beats.Inc()
-	tasks, err := s.cfg.Store.TaskListByNode(ctx, n.ID)
+	if !read {
+		// Nothing changed for this node since it last read: the hot path.
+		return writeJSON(w, http.StatusOK, reply)
+	}
+	tasks, err := s.cfg.Store.TaskListByNode(ctx, nodeID)
 	if err != nil {
 		return err
 	}
-	reply := wire.HeartbeatReply{LeaseExpiresAt: now.Add(s.cfg.LeaseTTL)}
 	running := map[wire.TaskRef]bool{}
 	for _, t := range req.Tasks {
 		running[t] = true
@@ -194,14 +212,17 @@ func (s *Server) assignment(r *http.Request, a *store.Assignment) (*wire.Assignm
 }
 
 func (s *Server) leave(w http.ResponseWriter, r *http.Request) error {
-	n, err := s.node(r)
+	nodeID, err := s.node(r)
 	if err != nil {
 		return err
 	}
-	if err := s.cfg.Store.NodeLeave(r.Context(), &store.NodeLeaveParams{NodeID: n.ID, Now: s.cfg.Now().UTC()}); err != nil {
+	s.leases.Remove(nodeID)
+	if err := s.cfg.Store.NodeLeave(r.Context(), &store.NodeLeaveParams{NodeID: nodeID, Now: s.cfg.Now().UTC()}); err != nil {
 		return err
 	}
-	s.cfg.Logger.Info("node left", "node", n.ID, "name", n.Name)
+	s.cfg.Logger.Info("node left", "node", nodeID)
+	// Other ranks of its gangs must stop.
+	s.leases.Notify()
 	s.changes.broadcast()
 	s.cfg.Scheduler.Wake()
 	w.WriteHeader(http.StatusNoContent)
@@ -251,6 +272,8 @@ func (s *Server) taskStatus(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.metrics.reports.WithLabelValues(string(req.State)).Inc()
 	if a.State.Terminal() {
+		// The attempt's other ranks must stop.
+		s.leases.Notify(attemptNodes(a)...)
 		s.cfg.Scheduler.Wake()
 	}
 	s.changes.broadcast()
@@ -338,4 +361,13 @@ func (s *Server) commit(w http.ResponseWriter, r *http.Request, record func(stor
 		return err
 	}
 	return writeJSON(w, http.StatusCreated, out)
+}
+
+// attemptNodes lists the nodes an attempt's ranks run on.
+func attemptNodes(a *store.Attempt) []string {
+	ids := make([]string, len(a.Tasks))
+	for i, t := range a.Tasks {
+		ids[i] = t.NodeID
+	}
+	return ids
 }

@@ -252,9 +252,12 @@ func TestAgentFlowAndFencing(t *testing.T) {
 	if len(logs) != 0 {
 		t.Errorf("fenced writes were stored: %v", logs)
 	}
-	// A node the server declared lost is told so.
-	if err := e.store.NodeLeave(ctx, &store.NodeLeaveParams{NodeID: nodeID, Now: time.Now()}); err != nil {
-		t.Fatal(err)
+	// A node that left is told it is gone when it comes back.
+	if status, body := e.do("POST", "/v1/agent/leave", nil, auth); status != 204 {
+		t.Fatalf("leave: %d %s", status, body)
+	}
+	if n, _ := e.store.NodeGet(ctx, nodeID); n.State != store.NodeLeft {
+		t.Errorf("node %s after leaving, want left", n.State)
 	}
 	status, body = e.do("POST", "/v1/agent/heartbeat", wire.Heartbeat{}, auth)
 	if status != 410 || errorCode(t, body) != "node_gone" {
@@ -291,4 +294,25 @@ func FuzzRequests(f *testing.F) {
 			t.Fatalf("status %d for %q: %s", status, body, out)
 		}
 	})
+}
+
+// TestExpiredLeaseIsGone: once the lease book lets a node's lease run out,
+// its heartbeats are answered 410 and it must join again.
+func TestExpiredLeaseIsGone(t *testing.T) {
+	e := newEnv(t)
+	_, auth := e.join()
+	if status, _ := e.do("POST", "/v1/agent/heartbeat", wire.Heartbeat{}, auth); status != 200 {
+		t.Fatalf("heartbeat of a fresh node: %d", status)
+	}
+	if lost := e.srv.leases.Expire(time.Now().Add(time.Hour)); len(lost) != 1 {
+		t.Fatalf("expired %v; want the one node", lost)
+	}
+	status, body := e.do("POST", "/v1/agent/heartbeat", wire.Heartbeat{}, auth)
+	if status != 410 || errorCode(t, body) != "node_gone" {
+		t.Errorf("heartbeat after the lease ran out: %d %s; want 410 node_gone", status, body)
+	}
+	wrong := map[string]string{wire.HeaderNode: auth[wire.HeaderNode], "Authorization": "Bearer forged"}
+	if status, body := e.do("POST", "/v1/agent/heartbeat", wire.Heartbeat{}, wrong); status != 401 {
+		t.Errorf("a forged credential for a gone node: %d %s; want 401", status, body)
+	}
 }

@@ -25,11 +25,11 @@ func (s *Server) undrainNode(w http.ResponseWriter, r *http.Request) error {
 // drainSelf is an agent draining its own node before it shuts down: its
 // tasks stop with their grace period and move elsewhere.
 func (s *Server) drainSelf(w http.ResponseWriter, r *http.Request) error {
-	n, err := s.node(r)
+	nodeID, err := s.node(r)
 	if err != nil {
 		return err
 	}
-	return s.drain(w, r, n.ID, false, "its agent is shutting down")
+	return s.drain(w, r, nodeID, false, "its agent is shutting down")
 }
 
 func (s *Server) drain(w http.ResponseWriter, r *http.Request, nodeID string, undo bool, reason string) error {
@@ -40,6 +40,7 @@ func (s *Server) drain(w http.ResponseWriter, r *http.Request, nodeID string, un
 	if err != nil {
 		return err
 	}
+	s.leases.Notify(nodeID)
 	s.cfg.Scheduler.Wake()
 	return writeJSON(w, http.StatusOK, DrainReply{Stopping: nonNil(asked)})
 }
@@ -61,6 +62,7 @@ func (s *Server) drainPool(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	s.leases.Notify()
 	s.cfg.Scheduler.Wake()
 	return writeJSON(w, http.StatusOK, DrainReply{Stopping: nonNil(asked)})
 }

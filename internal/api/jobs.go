@@ -134,6 +134,7 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
+	s.leases.Notify() // the job's nodes must stop its tasks
 	s.changes.broadcast()
 	d, err := s.jobDetail(r, id)
 	if err != nil {

@@ -70,5 +70,11 @@ func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	for _, n := range nodes {
+		// Heartbeats renew leases in memory; the book knows the latest.
+		if last, ok := s.leases.Last(n.ID); ok {
+			n.LastHeartbeatAt = last
+		}
+	}
 	return writeJSON(w, http.StatusOK, wire.NodeList{Nodes: nonNil(nodes)})
 }

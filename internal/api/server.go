@@ -21,6 +21,7 @@ import (
 
 	"lode.dev/lode/internal/core"
 	"lode.dev/lode/internal/data"
+	"lode.dev/lode/internal/lease"
 	"lode.dev/lode/internal/reliability"
 	"lode.dev/lode/internal/sched"
 	"lode.dev/lode/internal/store"
@@ -46,6 +47,9 @@ type Config struct {
 	Version   string
 	// Reliability is the quarantine policy, for scoring pools in listings.
 	Reliability reliability.Policy
+	// Leases is the lease book the control loop shares; New makes one
+	// when it is nil.
+	Leases *lease.Book
 }
 
 // Scheduler is the part of the control loop the API talks to.
@@ -57,6 +61,7 @@ type Scheduler interface {
 // Server is the HTTP API. Create it with New; it is safe for concurrent use.
 type Server struct {
 	cfg     Config
+	leases  *lease.Book
 	mux     *http.ServeMux
 	metrics *metrics
 	routes  []route
@@ -71,7 +76,10 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, mux: http.NewServeMux(), changes: newChanges()}
+	if cfg.Leases == nil {
+		cfg.Leases = lease.NewBook()
+	}
+	s := &Server{cfg: cfg, leases: cfg.Leases, mux: http.NewServeMux(), changes: newChanges()}
 	s.metrics = newMetrics(cfg.Store)
 	s.register()
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))

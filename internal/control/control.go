@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"lode.dev/lode/internal/core"
+	"lode.dev/lode/internal/lease"
 	"lode.dev/lode/internal/meter"
 	"lode.dev/lode/internal/reliability"
 	"lode.dev/lode/internal/sched"
@@ -32,6 +33,9 @@ type Config struct {
 	OnChange func()
 	// Reliability sets when pools are quarantined and let back in.
 	Reliability reliability.Policy
+	// Leases is the lease book the API renews; nil means leases are kept
+	// in the store (NodeHeartbeat, NodeExpireLeases).
+	Leases *lease.Book
 }
 
 // Loop runs scheduling cycles. Start it with Run; Wake and Pending may be
@@ -94,7 +98,7 @@ func (l *Loop) Run(ctx context.Context) {
 // Cycle runs one pass: expire leases, then schedule and apply.
 func (l *Loop) Cycle(ctx context.Context) error {
 	now := l.cfg.Now()
-	lost, err := l.cfg.Store.NodeExpireLeases(ctx, &store.NodeExpireLeasesParams{Now: now})
+	lost, err := l.expireLeases(ctx, now)
 	if err != nil {
 		return err
 	}
@@ -116,6 +120,11 @@ func (l *Loop) Cycle(ctx context.Context) error {
 		if err != nil && !errors.Is(err, store.ErrConflict) {
 			return err
 		}
+		for _, r := range snap.Running {
+			if r.AttemptID == p.AttemptID {
+				l.notify(r.NodeIDs...)
+			}
+		}
 		l.cfg.Logger.Info("attempt preempted", slog.String("job", p.JobID), slog.String("attempt", p.AttemptID),
 			slog.String("for", p.For), slog.String("reason", p.Reason))
 	}
@@ -133,6 +142,7 @@ func (l *Loop) Cycle(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		l.notify(p.NodeIDs...)
 		placed++
 		l.cfg.Logger.Info("job placed", slog.String("job", p.JobID), slog.String("attempt", a.ID),
 			slog.Int("seq", a.Seq), slog.Any("nodes", p.NodeIDs))
@@ -144,6 +154,31 @@ func (l *Loop) Cycle(ctx context.Context) error {
 		l.cfg.OnChange()
 	}
 	return nil
+}
+
+// expireLeases declares lost the nodes whose leases ran out.
+func (l *Loop) expireLeases(ctx context.Context, now time.Time) ([]*store.Node, error) {
+	if l.cfg.Leases == nil {
+		return l.cfg.Store.NodeExpireLeases(ctx, &store.NodeExpireLeasesParams{Now: now})
+	}
+	expired := l.cfg.Leases.Expire(now)
+	if len(expired) == 0 {
+		return nil, nil
+	}
+	lost, err := l.cfg.Store.NodeMarkLost(ctx, &store.NodeMarkLostParams{LastSeen: expired, Now: now})
+	if err != nil {
+		return nil, err
+	}
+	// The other ranks of the attempts those nodes ran must stop.
+	l.cfg.Leases.Notify()
+	return lost, nil
+}
+
+// notify tells nodes' next heartbeats to read their assignments.
+func (l *Loop) notify(ids ...string) {
+	if l.cfg.Leases != nil && len(ids) > 0 {
+		l.cfg.Leases.Notify(ids...)
+	}
 }
 
 // judgePools quarantines pools that lose nodes too often and lets them

@@ -24,6 +24,7 @@ import (
 	"lode.dev/lode/internal/control"
 	"lode.dev/lode/internal/core"
 	"lode.dev/lode/internal/data"
+	"lode.dev/lode/internal/lease"
 	"lode.dev/lode/internal/poolfile"
 	"lode.dev/lode/internal/reliability"
 	"lode.dev/lode/internal/store"
@@ -76,6 +77,7 @@ type Server struct {
 	cfg      Config
 	lock     *os.File
 	store    store.Store
+	leases   *lease.Book
 	keyring  *data.Keyring
 	bucket   interface{ Close() error }
 	loop     *control.Loop
@@ -151,6 +153,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		s.listener.Close()
 		return nil, err
 	}
+	s.leases = lease.NewBook()
 	if err := s.graceLeases(ctx); err != nil {
 		s.listener.Close()
 		return nil, err
@@ -161,13 +164,13 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	var apiServer *api.Server
 	s.loop = control.New(control.Config{
 		Store: s.store, Logger: cfg.Logger.With("component", "control"),
-		OnChange: func() { apiServer.Changed() }, Reliability: cfg.Reliability,
+		OnChange: func() { apiServer.Changed() }, Reliability: cfg.Reliability, Leases: s.leases,
 	})
 	apiServer = api.New(api.Config{
 		Store: s.store, Chunks: data.NewBucketStore(bucket), Keyring: s.keyring,
 		Logger: cfg.Logger.With("component", "api"), Scheduler: s.loop,
 		HeartbeatInterval: cfg.HeartbeatInterval, LeaseTTL: cfg.LeaseTTL,
-		PublicURL: s.url, Version: cfg.Version, Reliability: cfg.Reliability,
+		PublicURL: s.url, Version: cfg.Version, Reliability: cfg.Reliability, Leases: s.leases,
 	})
 	s.http = &http.Server{
 		Handler:           apiServer.Handler(),
@@ -285,16 +288,20 @@ func (s *Server) graceLeases(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	draining, err := s.store.NodeList(ctx, &store.NodeListParams{State: store.NodeDraining})
+	if err != nil {
+		return err
+	}
 	now := time.Now().UTC()
-	for _, n := range nodes {
+	for _, n := range append(nodes, draining...) {
 		if n.PoolID == local.ID {
-			err = s.store.NodeLeave(ctx, &store.NodeLeaveParams{NodeID: n.ID, Now: now})
-		} else {
-			_, err = s.store.NodeHeartbeat(ctx, &store.NodeHeartbeatParams{NodeID: n.ID, Now: now, LeaseExpiresAt: now.Add(s.cfg.LeaseTTL)})
+			err := s.store.NodeLeave(ctx, &store.NodeLeaveParams{NodeID: n.ID, Now: now})
+			if err != nil && !errors.Is(err, store.ErrNodeGone) {
+				return err
+			}
+			continue
 		}
-		if err != nil && !errors.Is(err, store.ErrNodeGone) {
-			return err
-		}
+		s.leases.Add(n.ID, n.CredentialHash, now, now.Add(s.cfg.LeaseTTL))
 	}
 	return nil
 }

@@ -73,7 +73,13 @@ type Store interface {
 	// lost and requeues or fails their jobs (core.JobAfterAttempt). It
 	// returns the nodes it declared lost.
 	NodeExpireLeases(ctx context.Context, p *NodeExpireLeasesParams) ([]*Node, error)
-	// NodeLeave marks a node as gone on its own word (a clean shutdown):
+	// NodeMarkLost declares lost the live nodes whose leases ran out (kept
+	// by the control plane in memory), recording when each was last heard
+	// from, and ends their attempts as NodeExpireLeases does. Nodes already
+	// gone are skipped. It returns the nodes it declared lost.
+	NodeMarkLost(ctx context.Context, p *NodeMarkLostParams) ([]*Node, error)
+	// NodeLeave marks a node as gone on its own word (a clean shutdown),
+	// last heard from now:
 	// like a lease expiry, at once.
 	NodeLeave(ctx context.Context, p *NodeLeaveParams) error
 	// NodeDrain stops a live node from taking new work and asks every live
@@ -268,6 +274,12 @@ type NodeHeartbeatParams struct {
 
 type NodeExpireLeasesParams struct {
 	Now time.Time
+}
+
+type NodeMarkLostParams struct {
+	// LastSeen holds, by node ID, when each node last renewed its lease.
+	LastSeen map[string]time.Time
+	Now      time.Time
 }
 
 type NodeDrainParams struct {

@@ -4,7 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -328,6 +331,38 @@ func (s *Store) NodeExpireLeases(ctx context.Context, p *store.NodeExpireLeasesP
 	return lost, nil
 }
 
+// NodeMarkLost declares lost the live nodes named in p.LastSeen.
+func (s *Store) NodeMarkLost(ctx context.Context, p *store.NodeMarkLostParams) ([]*store.Node, error) {
+	now := nowOr(p.Now)
+	var lost []*store.Node
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		lost = nil
+		ids := slices.Sorted(maps.Keys(p.LastSeen))
+		for _, id := range ids {
+			n, err := getNode(ctx, tx, id)
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if nodeGone(n) != nil {
+				continue
+			}
+			n.LastHeartbeatAt = utc(p.LastSeen[id])
+			if _, err := tx.ExecContext(ctx, `UPDATE nodes SET last_heartbeat_at = ? WHERE id = ?`, msec(n.LastHeartbeatAt), n.ID); err != nil {
+				return err
+			}
+			lost = append(lost, n)
+		}
+		return goneNodes(ctx, tx, lost, store.NodeLost, "its lease expired", now)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return lost, nil
+}
+
 func (s *Store) NodeLeave(ctx context.Context, p *store.NodeLeaveParams) error {
 	now := nowOr(p.Now)
 	return s.write(ctx, func(tx *sql.Tx) error {
@@ -336,6 +371,10 @@ func (s *Store) NodeLeave(ctx context.Context, p *store.NodeLeaveParams) error {
 			return err
 		}
 		if err := nodeGone(n); err != nil {
+			return err
+		}
+		n.LastHeartbeatAt = now
+		if _, err := tx.ExecContext(ctx, `UPDATE nodes SET last_heartbeat_at = ? WHERE id = ?`, msec(now), n.ID); err != nil {
 			return err
 		}
 		return goneNodes(ctx, tx, []*store.Node{n}, store.NodeLeft, "it left", now)

@@ -73,7 +73,7 @@ func testNodes(t *testing.T, open func(t *testing.T) store.Store) {
 	diff(t, "NodeGet", a, got)
 
 	noErr(t, "NodeLeave", f.s.NodeLeave(f.ctx, &store.NodeLeaveParams{NodeID: b.ID, Now: at(5)}))
-	b.State = store.NodeLeft
+	b.State, b.LastHeartbeatAt = store.NodeLeft, at(5) // a node that leaves was last heard from then
 
 	byID := func(n *store.Node) string { return n.ID }
 	for _, tc := range []struct {

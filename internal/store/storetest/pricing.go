@@ -3,6 +3,7 @@ package storetest
 import (
 	"math"
 	"testing"
+	"time"
 
 	"lode.dev/lode/internal/core"
 	"lode.dev/lode/internal/store"
@@ -203,4 +204,36 @@ func testNodeDrain(t *testing.T, open func(t *testing.T) store.Store) {
 	f.expire(6000)
 	_, err = f.s.NodeDrain(f.ctx, &store.NodeDrainParams{NodeID: n.ID, Now: at(6001)})
 	wantErr(t, "draining a lost node", err, store.ErrNodeGone)
+}
+
+// testNodeMarkLost: leases kept outside the store end by name; the node's
+// attempt is lost, its job requeued, and the node remembers when it was
+// last heard from.
+func testNodeMarkLost(t *testing.T, open func(t *testing.T) store.Store) {
+	f := setup(t, open)
+	p := f.pool()
+	n, left := f.node(p), f.node(p)
+	j := f.job(retries(1, 0))
+	f.runAll(f.place(j, p, 1, n), 2)
+	if err := f.s.NodeLeave(f.ctx, &store.NodeLeaveParams{NodeID: left.ID, Now: at(3)}); err != nil {
+		t.Fatal(err)
+	}
+	lost, err := f.s.NodeMarkLost(f.ctx, &store.NodeMarkLostParams{
+		LastSeen: map[string]time.Time{n.ID: at(40), left.ID: at(41), "node-unknown": at(42)}, Now: at(43)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lost) != 1 || lost[0].ID != n.ID {
+		t.Fatalf("lost = %v; want only the live node", lost)
+	}
+	got := f.getNode(n.ID)
+	if got.State != store.NodeLost || !got.LastHeartbeatAt.Equal(at(40)) {
+		t.Errorf("node %s last heard %v; want lost, last heard at 40 s", got.State, got.LastHeartbeatAt)
+	}
+	if gone := f.getNode(left.ID); gone.State != store.NodeLeft || !gone.LastHeartbeatAt.Equal(at(3)) {
+		t.Errorf("the node that left: %s at %v; want left at 3 s", gone.State, gone.LastHeartbeatAt)
+	}
+	if jj := f.getJob(j.ID); jj.State != core.JobQueued || jj.Retries.NodeLost != 1 {
+		t.Errorf("job %s retries %+v; want queued after one node-loss retry", jj.State, jj.Retries)
+	}
 }

@@ -59,6 +59,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Usage", testUsage},
 		{"Preemption", testPreemption},
 		{"NodeDrain", testNodeDrain},
+		{"NodeMarkLost", testNodeMarkLost},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
