@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"lode.dev/lode/internal/audit"
 	"lode.dev/lode/internal/core"
 	"lode.dev/lode/internal/store"
 	"lode.dev/lode/internal/wire"
@@ -30,6 +31,7 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	pool, err := s.cfg.Store.PoolGetByJoinToken(ctx, req.JoinToken)
 	if errors.Is(err, store.ErrNotFound) || req.JoinToken == "" {
+		s.record(ctx, audit.NodeJoinRefused, "agent:"+r.RemoteAddr, req.Name, "", map[string]string{"reason": "unknown join token"})
 		return errorf(http.StatusUnauthorized, "unauthorized",
 			"ask the server's operator for a current token: `lode pools token POOL` on the server",
 			"the join token is not valid for any pool")
@@ -55,6 +57,8 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.leases.Add(n.ID, n.CredentialHash, now, n.LeaseExpiresAt)
+	s.record(ctx, audit.NodeJoined, "agent:"+r.RemoteAddr, n.ID, "",
+		map[string]string{"pool": pool.Name, "name": n.Name, "gpus": strconv.Itoa(len(n.GPUs))})
 	s.cfg.Logger.Info("node joined", "node", n.ID, "name", n.Name, "pool", pool.Name, "gpus", len(n.GPUs))
 	s.cfg.Scheduler.Wake()
 	return writeJSON(w, http.StatusCreated, wire.Joined{
@@ -188,6 +192,8 @@ func (s *Server) assignment(r *http.Request, a *store.Assignment) (*wire.Assignm
 		}
 		out.Keys[id] = key
 	}
+	s.record(ctx, audit.KeyGranted, "node:"+a.Task.NodeID, a.Task.AttemptID, a.Job.Project,
+		map[string]string{"job": a.Job.ID, "objects": strings.Join(objects, ","), "rank": strconv.Itoa(a.Task.Rank)})
 	ck, err := s.cfg.Store.CheckpointLatest(ctx, a.Job.ID)
 	switch {
 	case err == nil:
@@ -221,6 +227,7 @@ func (s *Server) leave(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.cfg.Logger.Info("node left", "node", nodeID)
+	s.record(r.Context(), audit.NodeLeft, "node:"+nodeID, nodeID, "", nil)
 	// Other ranks of its gangs must stop.
 	s.leases.Notify()
 	s.changes.broadcast()

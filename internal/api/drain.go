@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 
+	"lode.dev/lode/internal/audit"
 	"lode.dev/lode/internal/core"
 	"lode.dev/lode/internal/store"
 )
@@ -41,6 +43,7 @@ func (s *Server) drain(w http.ResponseWriter, r *http.Request, nodeID string, un
 		return err
 	}
 	s.leases.Notify(nodeID)
+	s.record(r.Context(), audit.NodeDrained, "user", nodeID, "", map[string]string{"undo": strconv.FormatBool(undo), "reason": reason})
 	s.cfg.Scheduler.Wake()
 	return writeJSON(w, http.StatusOK, DrainReply{Stopping: nonNil(asked)})
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"lode.dev/lode/internal/audit"
 	"lode.dev/lode/internal/core"
 	"lode.dev/lode/internal/spec"
 	"lode.dev/lode/internal/store"
@@ -77,6 +78,8 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.metrics.submitted.Inc()
+	s.record(ctx, audit.JobSubmitted, "user", job.ID, job.Project,
+		map[string]string{"name": job.Name, "classification": job.Spec.Classification.String()})
 	s.cfg.Logger.Info("job submitted", "job", job.ID, "name", job.Name, "project", job.Project)
 	s.cfg.Scheduler.Wake()
 	return writeJSON(w, http.StatusCreated, wire.JobDetail{Job: *job})
@@ -135,6 +138,7 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.leases.Notify() // the job's nodes must stop its tasks
+	s.record(r.Context(), audit.JobCancelled, "user", id, "", nil)
 	s.changes.broadcast()
 	d, err := s.jobDetail(r, id)
 	if err != nil {
@@ -282,6 +286,7 @@ func (s *Server) jobArtifacts(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	s.record(r.Context(), audit.ArtifactDownloaded, "user", j.ID, j.Project, map[string]string{"object": j.DataObject, "manifest": a.Manifest})
 	return writeJSON(w, http.StatusOK, wire.ArtifactAccess{Artifact: a, ObjectKey: wire.ObjectKey{ObjectID: j.DataObject, DataKey: key}})
 }
 

@@ -7,7 +7,9 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"strconv"
 
+	"lode.dev/lode/internal/audit"
 	"lode.dev/lode/internal/core"
 	"lode.dev/lode/internal/store"
 	"lode.dev/lode/internal/wire"
@@ -33,6 +35,7 @@ func (s *Server) newObject(ctx context.Context, kind, project, name string) (*wi
 	if err := s.cfg.Store.ObjectCreate(ctx, o); err != nil {
 		return nil, err
 	}
+	s.record(ctx, audit.KeyGranted, "user", o.ID, project, map[string]string{"kind": kind, "name": name, "new": "true"})
 	return &wire.ObjectKey{ObjectID: o.ID, DataKey: plain}, nil
 }
 
@@ -74,6 +77,7 @@ func (s *Server) createObject(w http.ResponseWriter, r *http.Request) error {
 				if err != nil {
 					return fmt.Errorf("unwrap data key of %s: %w", o.ID, err)
 				}
+				s.record(ctx, audit.KeyGranted, "user", o.ID, req.Project, map[string]string{"kind": store.ObjectDataset, "name": req.Name})
 				return writeJSON(w, http.StatusOK, wire.ObjectKey{ObjectID: o.ID, DataKey: key})
 			}
 			if !errors.Is(err, store.ErrNotFound) {
@@ -207,6 +211,8 @@ func (s *Server) commitDataset(w http.ResponseWriter, r *http.Request) error {
 	if err := s.cfg.Store.DatasetCommit(ctx, d); err != nil {
 		return err
 	}
+	s.record(ctx, audit.DatasetCommitted, "user", d.Name, d.Project,
+		map[string]string{"version": strconv.Itoa(d.Version), "classification": d.Classification.String()})
 	return writeJSON(w, http.StatusCreated, wire.DatasetList{Datasets: []*store.Dataset{d}})
 }
 

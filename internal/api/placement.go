@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 
+	"lode.dev/lode/internal/audit"
 	"lode.dev/lode/internal/control"
 	"lode.dev/lode/internal/core"
 	"lode.dev/lode/internal/meter"
@@ -80,6 +82,7 @@ func (s *Server) createPool(w http.ResponseWriter, r *http.Request) error {
 	if err := ApplyPoolSpec(p, &req); err != nil {
 		return badRequest("", "pool %s: %v", req.Name, err)
 	}
+	defer s.record(r.Context(), audit.PoolChanged, "user", req.Name, "", map[string]string{"op": "create", "tier": p.Tier.String()})
 	if err := s.cfg.Store.PoolCreate(r.Context(), p); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return errorf(http.StatusConflict, "conflict", "change it with `lode pools set`", "pool %q exists", req.Name)
@@ -111,6 +114,7 @@ func (s *Server) updatePool(w http.ResponseWriter, r *http.Request) error {
 	if err := s.cfg.Store.PoolUpdate(r.Context(), p); err != nil {
 		return err
 	}
+	s.record(r.Context(), audit.PoolChanged, "user", p.Name, "", map[string]string{"op": "update", "tier": p.Tier.String(), "state": string(p.State)})
 	s.cfg.Scheduler.Wake()
 	return writeJSON(w, http.StatusOK, wire.PoolInfo{Pool: *p})
 }
@@ -155,6 +159,8 @@ func (s *Server) putProject(w http.ResponseWriter, r *http.Request) error {
 	if err := s.cfg.Store.ProjectPut(r.Context(), p); err != nil {
 		return err
 	}
+	s.record(r.Context(), audit.ProjectChanged, "user", name, name,
+		map[string]string{"budget": strconv.FormatFloat(p.Budget, 'f', 2, 64), "weight": strconv.FormatFloat(p.Weight, 'f', -1, 64)})
 	s.cfg.Scheduler.Wake()
 	return writeJSON(w, http.StatusOK, p)
 }

@@ -81,6 +81,9 @@ func (s *Server) register() {
 		response: wire.DatasetList{}}, s.listDatasets)
 	s.handle(route{method: "DELETE", path: "/v1/datasets/{project}/{name}", tag: "data", summary: "Delete every version of a dataset."}, s.deleteDataset)
 
+	s.handle(route{method: "GET", path: "/v1/audit", tag: "audit",
+		summary:  "The hash-chained audit log (?after=SEQ), its signed checkpoints and the key that verifies them.",
+		response: AuditExport{}}, s.auditLog)
 	s.handle(route{method: "POST", path: "/v1/agent/join", tag: "agent", summary: "Trade a pool's join token for a node identity.",
 		request: wire.Join{}, response: wire.Joined{}}, s.join)
 	s.handle(route{method: "POST", path: "/v1/agent/heartbeat", tag: "agent",

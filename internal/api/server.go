@@ -6,6 +6,7 @@ package api
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"lode.dev/lode/internal/audit"
 	"lode.dev/lode/internal/core"
 	"lode.dev/lode/internal/data"
 	"lode.dev/lode/internal/lease"
@@ -50,6 +52,8 @@ type Config struct {
 	// Leases is the lease book the control loop shares; New makes one
 	// when it is nil.
 	Leases *lease.Book
+	// AuditKey is the public key that verifies the audit log's checkpoints.
+	AuditKey ed25519.PublicKey
 }
 
 // Scheduler is the part of the control loop the API talks to.
@@ -156,6 +160,8 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		ae = &apiError{http.StatusConflict, wire.Error{Code: "conflict", Message: err.Error()}}
 	case errors.Is(err, store.ErrFenced):
 		s.metrics.fenced.Inc()
+		s.record(r.Context(), audit.WriteFenced, "node:"+r.Header.Get(wire.HeaderNode), r.PathValue("attempt"), "",
+			map[string]string{"path": r.URL.Path})
 		ae = &apiError{http.StatusConflict, wire.Error{Code: "fenced", Message: err.Error(),
 			Hint: "this attempt is no longer current; stop the task"}}
 	case errors.Is(err, store.ErrNodeGone):

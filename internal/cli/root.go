@@ -80,7 +80,7 @@ when a node disappears.`,
 	root.AddCommand(
 		serverCmd(g), agentCmd(g), runCmd(g), psCmd(g), statusCmd(g), logsCmd(g), cancelCmd(g),
 		poolsCmd(g), nodesCmd(g), dataCmd(g), artifactsCmd(g), guardCmd(),
-		explainCmd(g), costCmd(g), projectsCmd(g), simCmd(g),
+		explainCmd(g), costCmd(g), projectsCmd(g), simCmd(g), auditCmd(g),
 	)
 	return root
 }

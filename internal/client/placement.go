@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/url"
 
+	"lode.dev/lode/internal/audit"
 	"lode.dev/lode/internal/spec"
 	"lode.dev/lode/internal/store"
 	"lode.dev/lode/internal/wire"
@@ -91,4 +92,17 @@ func (c *Client) DrainPool(ctx context.Context, name string) (*DrainReply, error
 func (c *Client) DrainSelf(ctx context.Context) (*DrainReply, error) {
 	var out DrainReply
 	return &out, c.call(ctx, "POST", "/v1/agent/drain", "", nil, &out)
+}
+
+// AuditLog is the audit log with its checkpoints and verifying key.
+type AuditLog struct {
+	Entries     []audit.Entry      `json:"entries"`
+	Checkpoints []audit.Checkpoint `json:"checkpoints"`
+	PublicKey   []byte             `json:"public_key"`
+}
+
+// Audit fetches the audit log.
+func (c *Client) Audit(ctx context.Context) (*AuditLog, error) {
+	var out AuditLog
+	return &out, c.call(ctx, "GET", "/v1/audit", "", nil, &out)
 }

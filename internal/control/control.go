@@ -8,9 +8,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"lode.dev/lode/internal/audit"
 	"lode.dev/lode/internal/core"
 	"lode.dev/lode/internal/lease"
 	"lode.dev/lode/internal/meter"
@@ -103,6 +106,8 @@ func (l *Loop) Cycle(ctx context.Context) error {
 		return err
 	}
 	for _, n := range lost {
+		l.record(ctx, now, audit.NodeLost, n.ID, map[string]string{"name": n.Name, "pool": n.PoolID,
+			"last_heartbeat": n.LastHeartbeatAt.Format(time.RFC3339Nano)})
 		l.cfg.Logger.Warn("node lost: its lease expired", slog.String("node", n.ID), slog.String("name", n.Name),
 			slog.Time("last_heartbeat", n.LastHeartbeatAt))
 	}
@@ -143,6 +148,8 @@ func (l *Loop) Cycle(ctx context.Context) error {
 			return err
 		}
 		l.notify(p.NodeIDs...)
+		l.record(ctx, now, audit.JobPlaced, p.JobID, map[string]string{"attempt": a.ID, "pool": p.PoolID,
+			"nodes": strings.Join(p.NodeIDs, ","), "price_per_hour": strconv.FormatFloat(p.PricePerHour, 'f', 4, 64)})
 		placed++
 		l.cfg.Logger.Info("job placed", slog.String("job", p.JobID), slog.String("attempt", a.ID),
 			slog.Int("seq", a.Seq), slog.Any("nodes", p.NodeIDs))
@@ -154,6 +161,14 @@ func (l *Loop) Cycle(ctx context.Context) error {
 		l.cfg.OnChange()
 	}
 	return nil
+}
+
+// record appends to the audit log; a failure is logged, not fatal.
+func (l *Loop) record(ctx context.Context, now time.Time, kind, subject string, detail map[string]string) {
+	ev := &audit.Event{Time: now, Kind: kind, Actor: "control", Subject: subject, Detail: detail}
+	if _, err := l.cfg.Store.AuditAppend(ctx, ev); err != nil {
+		l.cfg.Logger.Error("audit log append failed", slog.String("kind", kind), slog.Any("err", err))
+	}
 }
 
 // expireLeases declares lost the nodes whose leases ran out.

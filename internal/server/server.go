@@ -7,6 +7,7 @@ package server
 import (
 	"cmp"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -61,6 +62,9 @@ type Config struct {
 	LocalGPUs []core.GPU
 	// Reliability sets when pools are quarantined and let back in.
 	Reliability reliability.Policy
+	// AuditSealEvery is how often the audit log's head is signed (a minute
+	// by default; once more at shutdown).
+	AuditSealEvery time.Duration
 	// HeartbeatInterval and LeaseTTL govern failure detection.
 	HeartbeatInterval time.Duration
 	LeaseTTL          time.Duration
@@ -76,6 +80,7 @@ type Config struct {
 type Server struct {
 	cfg      Config
 	lock     *os.File
+	auditKey ed25519.PrivateKey
 	store    store.Store
 	leases   *lease.Book
 	keyring  *data.Keyring
@@ -132,6 +137,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if s.keyring, err = data.OpenKeyring(ctx, keeperURL); err != nil {
 		return nil, err
 	}
+	if s.auditKey, err = auditKey(filepath.Join(cfg.DataDir, "audit.key")); err != nil {
+		return nil, err
+	}
 	blobURL := cmp.Or(cfg.BlobURL, "file://"+filepath.Join(cfg.DataDir, "blobs"))
 	bucket, err := data.OpenBucket(ctx, blobURL)
 	if err != nil {
@@ -171,6 +179,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Logger: cfg.Logger.With("component", "api"), Scheduler: s.loop,
 		HeartbeatInterval: cfg.HeartbeatInterval, LeaseTTL: cfg.LeaseTTL,
 		PublicURL: s.url, Version: cfg.Version, Reliability: cfg.Reliability, Leases: s.leases,
+		AuditKey: s.auditKey.Public().(ed25519.PublicKey),
 	})
 	s.http = &http.Server{
 		Handler:           apiServer.Handler(),
@@ -188,6 +197,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	go func() {
 		defer s.wg.Done()
 		s.loop.Run(runCtx)
+	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.sealLoop(runCtx, cmp.Or(cfg.AuditSealEvery, time.Minute))
 	}()
 	agentCtx, cancelAgent := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancelAgent = cancelAgent

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"time"
 
+	"lode.dev/lode/internal/audit"
 	"lode.dev/lode/internal/core"
 	"lode.dev/lode/internal/spec"
 )
@@ -164,7 +165,21 @@ type Store interface {
 	// ArtifactGet returns the outputs of a job's newest attempt that sent any.
 	ArtifactGet(ctx context.Context, jobID string) (*Artifact, error)
 
+	// AuditAppend links an event to the head of the audit chain.
+	AuditAppend(ctx context.Context, ev *audit.Event) (*audit.Entry, error)
+	// AuditList returns audit entries after a sequence number, oldest first.
+	AuditList(ctx context.Context, p *AuditListParams) ([]audit.Entry, error)
+	// AuditCheckpointAdd stores a signed checkpoint of the chain's head;
+	// ErrConflict when one seals that entry already.
+	AuditCheckpointAdd(ctx context.Context, c *audit.Checkpoint) error
+	AuditCheckpointList(ctx context.Context) ([]audit.Checkpoint, error)
+
 	Close() error
+}
+
+type AuditListParams struct {
+	AfterSeq int64
+	Limit    int // 0: no limit
 }
 
 // PoolState says whether a pool takes new work.

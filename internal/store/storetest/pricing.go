@@ -1,9 +1,13 @@
 package storetest
 
 import (
+	"crypto/ed25519"
+	"fmt"
 	"math"
 	"testing"
 	"time"
+
+	"lode.dev/lode/internal/audit"
 
 	"lode.dev/lode/internal/core"
 	"lode.dev/lode/internal/store"
@@ -235,5 +239,42 @@ func testNodeMarkLost(t *testing.T, open func(t *testing.T) store.Store) {
 	}
 	if jj := f.getJob(j.ID); jj.State != core.JobQueued || jj.Retries.NodeLost != 1 {
 		t.Errorf("job %s retries %+v; want queued after one node-loss retry", jj.State, jj.Retries)
+	}
+}
+
+// testAudit: appends form one chain, even when they race, and the chain
+// verifies with its checkpoints.
+func testAudit(t *testing.T, open func(t *testing.T) store.Store) {
+	f := setup(t, open)
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	errs := race(20, func(i int) error {
+		_, err := f.s.AuditAppend(f.ctx, &audit.Event{Time: at(i), Kind: audit.JobSubmitted, Actor: "user",
+			Subject: fmt.Sprintf("job-%d", i), Project: "vision", Detail: map[string]string{"i": fmt.Sprint(i)}})
+		return err
+	})
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	entries, err := f.s.AuditList(f.ctx, &store.AuditListParams{})
+	if err != nil || len(entries) != 20 {
+		t.Fatalf("AuditList = %d entries, %v; want 20", len(entries), err)
+	}
+	cp := audit.Seal(priv, entries[19], at(30))
+	if err := f.s.AuditCheckpointAdd(f.ctx, &cp); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, "a second checkpoint of one entry", f.s.AuditCheckpointAdd(f.ctx, &cp), store.ErrConflict)
+	cps, err := f.s.AuditCheckpointList(f.ctx)
+	if err != nil || len(cps) != 1 {
+		t.Fatalf("checkpoints = %v, %v", cps, err)
+	}
+	if p := audit.Verify(entries, cps, pub); p != nil {
+		t.Errorf("the stored chain does not verify: %v", p)
+	}
+	tail, _ := f.s.AuditList(f.ctx, &store.AuditListParams{AfterSeq: 18, Limit: 1})
+	if len(tail) != 1 || tail[0].Seq != 19 {
+		t.Errorf("AuditList after 18, limit 1 = %v", tail)
 	}
 }

@@ -60,6 +60,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Preemption", testPreemption},
 		{"NodeDrain", testNodeDrain},
 		{"NodeMarkLost", testNodeMarkLost},
+		{"Audit", testAudit},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
