@@ -57,7 +57,9 @@ func TestAuditLogDetectsTampering(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	backup := func() { tamper("backup", `DROP TABLE IF EXISTS audit_backup`, `CREATE TABLE audit_backup AS SELECT * FROM audit`) }
+	backup := func() {
+		tamper("backup", `DROP TABLE IF EXISTS audit_backup`, `CREATE TABLE audit_backup AS SELECT * FROM audit`)
+	}
 	restore := func() { tamper("restore", `DELETE FROM audit`, `INSERT INTO audit SELECT * FROM audit_backup`) }
 	backup()
 	tests := []struct {
