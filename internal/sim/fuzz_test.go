@@ -25,8 +25,8 @@ func FuzzParseTrace(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		tr, err := ParseTrace("f.yaml", data)
 		if err != nil {
-			es, ok := err.(Errors)
-			if !ok || len(es) == 0 {
+			es, ok := err.(*Errors)
+			if !ok || len(*es) == 0 {
 				t.Fatalf("got %T %v, want sim.Errors", err, err)
 			}
 			return

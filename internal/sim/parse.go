@@ -23,65 +23,12 @@ import (
 	"lode.dev/lode/internal/spec"
 )
 
-// Error is one problem with a trace, at a line and column of its file.
-type Error struct {
-	File   string
-	Line   int // 1-based; 0 when unknown
-	Column int // 1-based; 0 when unknown
-	// Field is the dotted path of the key at fault: "pools[2].prices".
-	Field string
-	Msg   string
-	Hint  string
-}
-
-// Error formats the problem as file:line:col: field: msg (hint).
-func (e *Error) Error() string {
-	var b strings.Builder
-	if e.File != "" || e.Line > 0 {
-		b.WriteString(e.File)
-		if e.Line > 0 {
-			if e.File != "" {
-				b.WriteByte(':')
-			}
-			b.WriteString(strconv.Itoa(e.Line))
-			if e.Column > 0 {
-				b.WriteByte(':')
-				b.WriteString(strconv.Itoa(e.Column))
-			}
-		}
-		b.WriteString(": ")
-	}
-	if e.Field != "" {
-		b.WriteString(e.Field)
-		b.WriteString(": ")
-	}
-	b.WriteString(e.Msg)
-	if e.Hint != "" {
-		fmt.Fprintf(&b, " (%s)", e.Hint)
-	}
-	return b.String()
-}
+// Error is one problem with a trace, at a line and column of its file; it
+// is the job spec's error type, so both read alike.
+type Error = spec.Error
 
 // Errors is every problem ParseTrace found, in file order.
-type Errors []*Error
-
-// Error writes one problem a line.
-func (es Errors) Error() string {
-	lines := make([]string, len(es))
-	for i, e := range es {
-		lines[i] = e.Error()
-	}
-	return strings.Join(lines, "\n")
-}
-
-// Unwrap lets errors.As find each *Error.
-func (es Errors) Unwrap() []error {
-	out := make([]error, len(es))
-	for i, e := range es {
-		out[i] = e
-	}
-	return out
-}
+type Errors = spec.Errors
 
 // LoadTrace reads and parses a trace file.
 func LoadTrace(path string) (*Trace, error) {
@@ -107,7 +54,7 @@ func ParseTrace(filename string, data []byte) (*Trace, error) {
 		if len(p.errs) > maxErrors {
 			p.errs = append(p.errs[:maxErrors], &Error{File: filename, Msg: fmt.Sprintf("too many problems; stopped after %d", maxErrors)})
 		}
-		return nil, p.errs
+		return nil, &p.errs
 	}
 	return t, nil
 }

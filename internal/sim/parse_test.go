@@ -222,7 +222,7 @@ func TestParseTraceErrors(t *testing.T) {
 			if err == nil {
 				t.Fatalf("got a trace (%d pools, %d jobs), want errors", len(tr.Pools), len(tr.Jobs))
 			}
-			var es Errors
+			var es *Errors
 			if !errors.As(err, &es) {
 				t.Fatalf("got %T, want sim.Errors", err)
 			}
