@@ -274,12 +274,18 @@ func Snapshot(ctx context.Context, st store.Store, now time.Time) (*sched.Snapsh
 	if err != nil {
 		return nil, err
 	}
+	// One read for every node's tasks: a cycle's cost must not grow by a
+	// query per node.
+	unfinished, err := st.TaskListUnfinished(ctx)
+	if err != nil {
+		return nil, err
+	}
+	held := map[string][]*store.Task{}
+	for _, t := range unfinished {
+		held[t.NodeID] = append(held[t.NodeID], t)
+	}
 	for _, n := range nodes {
-		tasks, err := st.TaskListByNode(ctx, n.ID)
-		if err != nil {
-			return nil, err
-		}
-		snap.Nodes = append(snap.Nodes, sched.Node{ID: n.ID, PoolID: n.PoolID, Free: FreeCapacity(n, tasks), Total: FreeCapacity(n, nil)})
+		snap.Nodes = append(snap.Nodes, sched.Node{ID: n.ID, PoolID: n.PoolID, Free: FreeCapacity(n, held[n.ID]), Total: FreeCapacity(n, nil)})
 	}
 	projects, err := st.ProjectList(ctx)
 	if err != nil {
@@ -362,16 +368,16 @@ func SchedPool(p *store.Pool) sched.Pool {
 // FreeCapacity is a node's capacity minus what its unfinished tasks hold.
 // GPUs held by a task are taken from the models it accepts, in the same
 // order the scheduler and the store use.
-func FreeCapacity(n *store.Node, tasks []*store.Assignment) sched.Capacity {
+func FreeCapacity(n *store.Node, tasks []*store.Task) sched.Capacity {
 	c := sched.Capacity{MilliCPUs: n.MilliCPUs, MemoryBytes: n.MemoryBytes, GPUs: map[string]int{}}
 	for _, g := range n.GPUs {
 		c.GPUs[core.NormalizeGPUModel(g.Model)]++
 	}
 	for _, t := range tasks {
-		if t.Task.State.Terminal() {
+		if t.State.Terminal() {
 			continue
 		}
-		r := t.Task.Resources
+		r := t.Resources
 		c.MilliCPUs -= r.MilliCPUs
 		c.MemoryBytes -= r.MemoryBytes
 		sched.TakeGPUs(c.GPUs, r)

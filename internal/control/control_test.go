@@ -138,10 +138,10 @@ func TestCycleExpiresLeasesAndPlacesTheJobAgain(t *testing.T) {
 
 func TestFreeCapacityCountsUnfinishedTasks(t *testing.T) {
 	n := &store.Node{MilliCPUs: 8000, MemoryBytes: 32 << 30, GPUs: []core.GPU{{Model: "rtx3090"}, {Model: "rtx3090"}, {Model: "a100"}}}
-	tasks := []*store.Assignment{
-		{Task: store.Task{State: core.TaskRunning, Resources: core.Resources{MilliCPUs: 2000, MemoryBytes: 4 << 30, GPUs: 1, GPUModels: []string{"a100"}}}},
-		{Task: store.Task{State: core.TaskAssigned, Resources: core.Resources{MilliCPUs: 1000, MemoryBytes: 1 << 30, GPUs: 1}}},
-		{Task: store.Task{State: core.TaskExited, Resources: core.Resources{MilliCPUs: 4000, MemoryBytes: 8 << 30, GPUs: 1}}},
+	tasks := []*store.Task{
+		{State: core.TaskRunning, Resources: core.Resources{MilliCPUs: 2000, MemoryBytes: 4 << 30, GPUs: 1, GPUModels: []string{"a100"}}},
+		{State: core.TaskAssigned, Resources: core.Resources{MilliCPUs: 1000, MemoryBytes: 1 << 30, GPUs: 1}},
+		{State: core.TaskExited, Resources: core.Resources{MilliCPUs: 4000, MemoryBytes: 8 << 30, GPUs: 1}},
 	}
 	c := FreeCapacity(n, tasks)
 	if c.MilliCPUs != 5000 || c.MemoryBytes != 27<<30 || c.GPUs["a100"] != 0 || c.GPUs["rtx3090"] != 1 {

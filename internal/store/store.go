@@ -120,6 +120,9 @@ type Store interface {
 	// they have, the attempt ends preempted and its job is queued again at
 	// no cost to its retry budget. ErrConflict when the attempt has ended.
 	AttemptPreempt(ctx context.Context, p *AttemptPreemptParams) error
+	// TaskListUnfinished returns every task that is assigned or running,
+	// whatever its node: what holds capacity right now.
+	TaskListUnfinished(ctx context.Context) ([]*Task, error)
 	// TaskUpdate records a task's new state (fenced). When that ends the
 	// attempt, the job moves on in the same transaction, and the attempt's
 	// usage is recorded.

@@ -394,6 +394,26 @@ func (s *Store) TaskListByNode(ctx context.Context, nodeID string) ([]*store.Ass
 	return as, nil
 }
 
+// TaskListUnfinished returns the tasks that hold capacity: assigned or
+// running, by node.
+func (s *Store) TaskListUnfinished(ctx context.Context) ([]*store.Task, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+taskColumns+` FROM tasks t WHERE t.state IN (?, ?) ORDER BY t.node_id, t.attempt_id, t.rank`,
+		core.TaskAssigned, core.TaskRunning)
+	if err != nil {
+		return nil, dbErr(err)
+	}
+	defer rows.Close()
+	var ts []*store.Task
+	for rows.Next() {
+		t, err := scanTask(rows)
+		if err != nil {
+			return nil, dbErr(err)
+		}
+		ts = append(ts, t)
+	}
+	return ts, dbErr(rows.Err())
+}
+
 // fence returns the attempt a worker writes for, without its tasks, and the
 // attempt's job, or ErrFenced unless the attempt exists, the token is its
 // own, it is its job's current attempt and it has not ended.

@@ -278,3 +278,27 @@ func testAudit(t *testing.T, open func(t *testing.T) store.Store) {
 		t.Errorf("AuditList after 18, limit 1 = %v", tail)
 	}
 }
+
+// testTaskListUnfinished lists exactly the tasks that hold capacity.
+func testTaskListUnfinished(t *testing.T, open func(t *testing.T) store.Store) {
+	f := setup(t, open)
+	p := f.pool()
+	n1, n2 := f.node(p), f.node(p)
+	done := f.runAll(f.place(f.job(), p, 1, n1), 2)
+	f.report(done, 0, core.TaskExited, 0, 3)
+	live := f.runAll(f.place(f.job(ranks(2)), p, 4, n1, n2), 5)
+	waiting := f.place(f.job(), p, 6, n2)
+	got, err := f.s.TaskListUnfinished(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{live.ID + "/0": true, live.ID + "/1": true, waiting.ID + "/0": true}
+	if len(got) != len(want) {
+		t.Fatalf("unfinished tasks = %d, want %d", len(got), len(want))
+	}
+	for _, tk := range got {
+		if !want[fmt.Sprintf("%s/%d", tk.AttemptID, tk.Rank)] || tk.Resources.MilliCPUs == 0 {
+			t.Errorf("unexpected task %+v", tk)
+		}
+	}
+}
