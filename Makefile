@@ -31,10 +31,16 @@ vet: ## go vet the module and the example trainer
 	cd $(TRAINER) && $(GO) vet ./...
 
 .PHONY: test
-test: fmt-check vet ## Vet, then run every test: units, the store suite, end-to-end runs with real processes
+test: fmt-check vet ## Vet, then run every test: units, the store suite, end-to-end runs with real processes, a short chaos run
 	$(GO) test -count=1 -race ./internal/...
 	$(GO) test -count=1 ./e2e/...
+	$(GO) test -count=1 ./chaos/
 	cd $(TRAINER) && $(GO) test -count=1 ./...
+
+.PHONY: chaos
+chaos: ## Chaos suite: real server and agents under seeded faults (SEED= JOBS= AGENTS= KILLS= STALLS= PARTITIONS= RESTARTS=)
+	LODE_CHAOS=1 CHAOS_SEED=$(SEED) CHAOS_JOBS=$(JOBS) CHAOS_AGENTS=$(AGENTS) CHAOS_KILLS=$(KILLS) CHAOS_STALLS=$(STALLS) \
+	  CHAOS_PARTITIONS=$(PARTITIONS) CHAOS_RESTARTS=$(RESTARTS) $(GO) test -count=1 -timeout 30m -run '^TestChaos$$' -v ./chaos/
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each
@@ -47,7 +53,8 @@ fuzz: ## Run every fuzz target for FUZZTIME each
 
 .PHONY: bench
 bench: ## Run the benchmarks; figures are ratios against baselines measured in the same run
-	$(GO) test -run '^$$' -bench . ./...
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./bench/...
+	$(GO) test -run '^$$' -bench . ./internal/...
 
 .PHONY: clean
 clean: ## Remove build outputs

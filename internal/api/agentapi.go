@@ -14,6 +14,7 @@ import (
 
 	"lode.dev/lode/internal/audit"
 	"lode.dev/lode/internal/core"
+	"lode.dev/lode/internal/lease"
 	"lode.dev/lode/internal/store"
 	"lode.dev/lode/internal/wire"
 )
@@ -117,7 +118,11 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	now := s.cfg.Now().UTC()
 	reply := wire.HeartbeatReply{LeaseExpiresAt: now.Add(s.cfg.LeaseTTL)}
-	live, read := s.leases.Renew(nodeID, now, reply.LeaseExpiresAt, readEvery)
+	names := make([]string, len(req.Tasks))
+	for i, t := range req.Tasks {
+		names[i] = t.AttemptID + "/" + strconv.Itoa(t.Rank)
+	}
+	live, read := s.leases.Renew(nodeID, now, reply.LeaseExpiresAt, lease.TaskSum(names), readEvery)
 	if !live {
 		return fmt.Errorf("node %s holds no lease: %w", nodeID, store.ErrNodeGone)
 	}
@@ -155,6 +160,18 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 				return err
 			}
 			reply.Start = append(reply.Start, *as)
+		case a.Task.State == core.TaskRunning && !running[ref]:
+			// The node no longer runs a task it reported running, and no
+			// end was reported: it lost it. The attempt ends lost, and the
+			// job moves on from its checkpoint.
+			_, err := s.cfg.Store.TaskUpdate(ctx, &store.TaskUpdateParams{
+				Fence: store.Fence{AttemptID: a.Task.AttemptID, Token: a.FencingToken}, Rank: a.Task.Rank,
+				State: core.TaskLost, Message: "its node no longer runs it", Now: now})
+			if err != nil && !errors.Is(err, store.ErrFenced) {
+				return err
+			}
+			s.leases.Notify(a.Ranks...)
+			s.cfg.Scheduler.Wake()
 		}
 	}
 	for ref := range running {
@@ -280,6 +297,8 @@ func (s *Server) taskStatus(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.metrics.reports.WithLabelValues(string(req.State)).Inc()
+	// The node's next heartbeat reconciles what it runs with what it said.
+	s.leases.Notify(r.Header.Get(wire.HeaderNode))
 	if a.State.Terminal() {
 		// The attempt's other ranks must stop.
 		s.leases.Notify(attemptNodes(a)...)

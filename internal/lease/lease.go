@@ -10,6 +10,7 @@
 package lease
 
 import (
+	"hash/fnv"
 	"sync"
 	"time"
 )
@@ -28,6 +29,8 @@ type entry struct {
 	// when its heartbeat last read the store.
 	news     bool
 	lastRead time.Time
+	// tasks summarizes the tasks the node said it runs, last time.
+	tasks uint64
 }
 
 // NewBook returns an empty book.
@@ -53,10 +56,11 @@ func (b *Book) Credential(id string) (string, bool) {
 }
 
 // Renew extends a live node's lease and says whether its heartbeat should
-// read the store: when it has news, or when it last read longer ago than
-// every (a safety net). It reports false for known when the node is not in
-// the book (its lease ran out, or it left).
-func (b *Book) Renew(id string, now, expires time.Time, every time.Duration) (known, read bool) {
+// read the store: when it has news, when the tasks it says it runs changed
+// (tasks summarizes them, e.g. with TaskSum), or when it last read longer
+// ago than every (a safety net). It reports false for known when the node
+// is not in the book (its lease ran out, or it left).
+func (b *Book) Renew(id string, now, expires time.Time, tasks uint64, every time.Duration) (known, read bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	e, ok := b.nodes[id]
@@ -64,11 +68,22 @@ func (b *Book) Renew(id string, now, expires time.Time, every time.Duration) (kn
 		return false, false
 	}
 	e.last, e.expires = now, expires
-	if e.news || now.Sub(e.lastRead) >= every {
-		e.news, e.lastRead = false, now
+	if e.news || e.tasks != tasks || now.Sub(e.lastRead) >= every {
+		e.news, e.lastRead, e.tasks = false, now, tasks
 		return true, true
 	}
 	return true, false
+}
+
+// TaskSum summarizes a set of task names, whatever their order.
+func TaskSum(names []string) uint64 {
+	var sum uint64
+	for _, n := range names {
+		h := fnv.New64a()
+		h.Write([]byte(n))
+		sum += h.Sum64()
+	}
+	return sum
 }
 
 // Last returns when a live node last renewed its lease.

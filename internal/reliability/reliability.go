@@ -34,6 +34,10 @@ type Policy struct {
 	// MinLosses is how many losses it takes before a score can quarantine
 	// a pool (2), so that one unlucky node does not.
 	MinLosses int
+	// MinNodeHours is how much uptime a pool with nodes still up must have
+	// shown before its score can quarantine it (1): a young pool's rate is
+	// noise. A pool with no node left up is judged at once.
+	MinNodeHours float64
 	// Probation is how long a quarantined pool must go without a loss,
 	// with a node up, before it is let back in (10m).
 	Probation time.Duration
@@ -43,6 +47,7 @@ func (p Policy) withDefaults() Policy {
 	p.Window = cmp.Or(p.Window, 24*time.Hour)
 	p.QuarantineBelow = cmp.Or(p.QuarantineBelow, 0.5)
 	p.MinLosses = cmp.Or(p.MinLosses, 2)
+	p.MinNodeHours = cmp.Or(p.MinNodeHours, 1)
 	p.Probation = cmp.Or(p.Probation, 10*time.Minute)
 	return p
 }
@@ -104,7 +109,8 @@ const (
 func Decide(state string, since time.Time, a Assessment, now time.Time, p Policy) (next, reason string) {
 	p = p.withDefaults()
 	switch {
-	case state == Active && p.QuarantineBelow > 0 && a.Losses >= p.MinLosses && a.Score < p.QuarantineBelow:
+	case state == Active && p.QuarantineBelow > 0 && a.Losses >= p.MinLosses && a.Score < p.QuarantineBelow &&
+		(a.Up == 0 || a.NodeHours >= p.MinNodeHours):
 		return Quarantined, fmt.Sprintf("quarantined: lost %d nodes in %.2f node-hours (score %.2f, under %.2f); back after %s without a loss",
 			a.Losses, a.NodeHours, a.Score, p.QuarantineBelow, p.Probation)
 	case state == Quarantined && a.Up > 0 && now.Sub(since) >= p.Probation && !a.LastLoss.After(since):

@@ -43,6 +43,15 @@ func TestDecide(t *testing.T) {
 	if next, _ := Decide(Active, h(0), Assess(allKilled[:1], h(0.03), Policy{}), h(0.03), Policy{}); next != Active {
 		t.Error("one loss quarantined a pool; MinLosses is 2")
 	}
+	young := append([]Node{{Registered: h(0)}}, allKilled...) // one node still up
+	if next, _ := Decide(Active, h(0), Assess(young, h(0.03), Policy{}), h(0.03), Policy{}); next != Active {
+		t.Error("a young pool with a node up was quarantined on two early losses")
+	}
+	flaky := []Node{{Registered: h(0)}, {Registered: h(0), End: h(0.2), Lost: true}, {Registered: h(0), End: h(0.2), Lost: true},
+		{Registered: h(0), End: h(0.2), Lost: true}} // 3 losses in 2.1 node-hours: score 0.24
+	if next, _ := Decide(Active, h(0), Assess(flaky, h(1.5), Policy{}), h(1.5), Policy{}); next != Quarantined {
+		t.Error("a pool with enough history and a bad score was not quarantined")
+	}
 	if next, _ := Decide(Active, h(0), a, h(0.03), Policy{QuarantineBelow: -1}); next != Active {
 		t.Error("quarantine was disabled, yet the pool was quarantined")
 	}
