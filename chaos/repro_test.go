@@ -13,20 +13,18 @@ import (
 	"lode.dev/lode/internal/wire"
 )
 
-// TestServerNoticesARunningTaskItsNodeDropped reproduces a gap in the
-// heartbeat's reconciliation (internal/api, heartbeat): a node's heartbeat
-// lists the tasks it runs; the server stops the tasks it does not know, and
-// sends again the ones still assigned, but a task it holds as running and
-// the node no longer lists is left alone. Its attempt then stays running
-// for as long as the node heartbeats: the job never finishes and never
-// moves. An agent can lose a task that way when the answer to its running
-// report is lost (fixed in the agent, which now repeats the report), or
-// through any future bug; the server should not depend on it.
+// TestServerNoticesARunningTaskItsNodeDropped: a node's heartbeat lists the
+// tasks it runs; the server stops the tasks it does not know and sends again
+// the ones still assigned, and a task it holds as running that the node no
+// longer lists was lost by the node: its attempt must end (lost) so the job
+// moves on, rather than stay running for as long as the node heartbeats.
+// An agent can lose a task that way when the answer to its running report
+// is lost, or through any bug of its own; the server must not depend on it.
 //
 // The test plays the node itself, through the client: it takes the task,
 // reports it running, then heartbeats with an empty list. Within a few
-// heartbeat-read periods the server must do something about the task: end
-// its attempt, or send it (start or stop) again.
+// heartbeats the server must do something about the task: end its attempt,
+// or send it (start or stop) again.
 func TestServerNoticesARunningTaskItsNodeDropped(t *testing.T) {
 	port, err := freePort()
 	if err != nil {
