@@ -175,7 +175,11 @@ func (c *Client) call(ctx context.Context, method, path, fence string, in, out a
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
 		return fmt.Errorf("%s %s: bad response: %w", method, path, err)
 	}
-	return nil
+	// Read to the end, so the connection goes back to the pool: an agent
+	// heartbeats every second, and a new connection each time costs the
+	// server more than the heartbeat itself.
+	_, err = io.Copy(io.Discard, resp.Body)
+	return err
 }
 
 // Health checks that the server answers.
