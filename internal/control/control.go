@@ -46,10 +46,17 @@ type Config struct {
 type Loop struct {
 	cfg  Config
 	wake chan struct{}
+	// judged is when pools were last judged; Cycle judges them every
+	// judgeEvery, not every cycle, since it reads every node.
+	judged time.Time
 
 	mu      sync.Mutex
 	pending map[string][]sched.Rejection
 }
+
+// judgeEvery is how often pools' reliability is judged, besides after every
+// loss.
+const judgeEvery = 5 * time.Second
 
 // New returns a loop; call Run to start it.
 func New(cfg Config) *Loop {
@@ -111,8 +118,26 @@ func (l *Loop) Cycle(ctx context.Context) error {
 		l.cfg.Logger.Warn("node lost: its lease expired", slog.String("node", n.ID), slog.String("name", n.Name),
 			slog.Time("last_heartbeat", n.LastHeartbeatAt))
 	}
-	if err := l.judgePools(ctx, now); err != nil {
+	if len(lost) > 0 || now.Sub(l.judged) >= judgeEvery {
+		if err := l.judgePools(ctx, now); err != nil {
+			return err
+		}
+		l.judged = now
+	}
+	// With nothing queued there is nothing to place or to preempt for, and
+	// a large idle fleet costs a cycle nothing.
+	queued, err := l.cfg.Store.JobList(ctx, &store.JobListParams{States: []core.JobState{core.JobQueued}, Limit: 1})
+	if err != nil {
 		return err
+	}
+	if len(queued) == 0 {
+		l.mu.Lock()
+		l.pending = nil
+		l.mu.Unlock()
+		if len(lost) > 0 && l.cfg.OnChange != nil {
+			l.cfg.OnChange()
+		}
+		return nil
 	}
 	snap, err := Snapshot(ctx, l.cfg.Store, now)
 	if err != nil {
