@@ -599,9 +599,15 @@ func dirEmpty(dir string) (bool, error) {
 }
 
 // syncer uploads the checkpoint directory as a new version when it changed.
+// A trainer may be writing a checkpoint at any moment, so a version is only
+// taken of a directory that did not change while it was read: a file caught
+// half-written is never committed. (A trainer that writes each checkpoint to
+// a temporary name and renames it, as it should, then never shows a torn
+// file; one it had not renamed yet is ignored when it resumes.)
 type syncer struct {
-	t            *task
-	lastPrint    string
+	t *task
+	// pushed is the directory as last committed.
+	pushed       string
 	lastManifest string
 }
 
@@ -609,7 +615,7 @@ func newSyncer(t *task) *syncer {
 	s := &syncer{t: t}
 	if ck := t.as.Checkpoint; ck != nil {
 		s.lastManifest = ck.Manifest
-		s.lastPrint, _ = fingerprint(t.ckptDir)
+		s.pushed, _ = fingerprint(t.ckptDir)
 	}
 	return s
 }
@@ -632,10 +638,12 @@ func fingerprint(dir string) (string, error) {
 	return b.String(), err
 }
 
+// checkpoint commits the directory as a new version if it changed since the
+// last one.
 func (s *syncer) checkpoint(ctx context.Context) error {
 	t := s.t
-	print, err := fingerprint(t.ckptDir)
-	if err != nil || print == s.lastPrint {
+	before, err := fingerprint(t.ckptDir)
+	if err != nil || before == s.pushed {
 		return nil // unchanged, or changing under us: look again next time
 	}
 	if empty, _ := dirEmpty(t.ckptDir); empty {
@@ -650,7 +658,10 @@ func (s *syncer) checkpoint(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.lastPrint = print
+	if after, err := fingerprint(t.ckptDir); err != nil || after != before {
+		return nil // written to while it was read: not a version; next time
+	}
+	s.pushed = before
 	if res.Manifest == s.lastManifest {
 		return nil
 	}
