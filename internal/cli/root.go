@@ -64,10 +64,10 @@ func newRoot(g *globals) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "lode",
 		Short: "Run ML training on any compute from one control plane",
-		Long: `Lode runs ML training jobs on rigs, Kubernetes clusters, Slurm clusters and this
-machine from one control plane, with data encrypted end to end, placement that
-knows interconnect and trust, and training that resumes from its last checkpoint
-when a node disappears.`,
+		Long: `Lode runs ML training jobs from one control plane on any machine that runs
+` + "`lode agent`" + ` (GPU rigs, workstations, servers) and on this one, with data
+encrypted end to end, placement that knows price, trust and interconnect, and
+training that resumes from its last checkpoint when a node disappears.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       Version,
