@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"lode.dev/lode/internal/audit"
+	"lode.dev/lode/internal/client"
 )
 
 func auditCmd(g *globals) *cobra.Command {
@@ -18,11 +19,7 @@ func auditCmd(g *globals) *cobra.Command {
 		Short: "Write the audit log and its signed checkpoints as JSON lines",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			log, err := c.Audit(cmd.Context())
+			log, err := fetchAudit(cmd, g)
 			if err != nil {
 				return err
 			}
@@ -63,11 +60,7 @@ pins the public key (as ` + "`lode audit key`" + ` printed it) instead of trusti
 				}
 			}
 			if file == "" || pub == nil {
-				c, err := g.client()
-				if err != nil {
-					return err
-				}
-				log, err := c.Audit(cmd.Context())
+				log, err := fetchAudit(cmd, g)
 				if err != nil {
 					return err
 				}
@@ -92,11 +85,7 @@ pins the public key (as ` + "`lode audit key`" + ` printed it) instead of trusti
 		Short: "Print the public key that verifies the audit log's checkpoints",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			log, err := c.Audit(cmd.Context())
+			log, err := fetchAudit(cmd, g)
 			if err != nil {
 				return err
 			}
@@ -106,4 +95,13 @@ pins the public key (as ` + "`lode audit key`" + ` printed it) instead of trusti
 	}
 	cmd.AddCommand(export, verify, keyCmd)
 	return cmd
+}
+
+// fetchAudit reads the audit log from the control plane.
+func fetchAudit(cmd *cobra.Command, g *globals) (*client.AuditLog, error) {
+	c, err := g.client()
+	if err != nil {
+		return nil, err
+	}
+	return c.Audit(cmd.Context())
 }
