@@ -21,6 +21,7 @@ import (
 	"lode.dev/lode/internal/core"
 	"lode.dev/lode/internal/sched"
 	"lode.dev/lode/internal/spec"
+	"lode.dev/lode/internal/yamlnode"
 )
 
 // Error is one problem with a trace, at a line and column of its file; it
@@ -227,9 +228,9 @@ func (p *parser) document(data []byte) *yaml.Node {
 		p.fail(&doc, "", "", "the trace is empty")
 		return nil
 	}
-	root := deref(doc.Content[0])
+	root := yamlnode.Deref(doc.Content[0])
 	if root.Kind != yaml.MappingNode {
-		p.fail(root, "", "a trace is a mapping with pools:, jobs: and the other keys of docs/trace.md", "the trace must be a mapping, not %s", describe(root))
+		p.fail(root, "", "a trace is a mapping with pools:, jobs: and the other keys of docs/trace.md", "the trace must be a mapping, not %s", yamlnode.Describe(root))
 		return nil
 	}
 	return root
@@ -257,41 +258,6 @@ func (p *parser) syntax(err error) {
 	p.fail(&yaml.Node{Line: line}, "", "", "bad YAML: %s", msg)
 }
 
-// deref follows aliases to the node they name.
-func deref(n *yaml.Node) *yaml.Node {
-	for range 64 {
-		if n.Kind != yaml.AliasNode || n.Alias == nil {
-			return n
-		}
-		n = n.Alias
-	}
-	return n
-}
-
-func describe(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		switch n.ShortTag() {
-		case "!!null":
-			return "null"
-		case "!!str":
-			return "a string"
-		case "!!int", "!!float":
-			return "a number"
-		case "!!bool":
-			return "a boolean"
-		case "!!timestamp":
-			return "a date"
-		}
-		return "a value tagged " + n.ShortTag()
-	}
-	return "an alias"
-}
-
 func join(path, key string) string {
 	if path == "" {
 		return key
@@ -305,7 +271,7 @@ func join(path, key string) string {
 func (p *parser) object(n *yaml.Node, path string, known []string) map[string]*yaml.Node {
 	out := map[string]*yaml.Node{}
 	if n.Kind != yaml.MappingNode {
-		p.fail(n, path, "write it as key: value lines indented under it, or as {key: value, ...}", "must be a mapping, not %s", describe(n))
+		p.fail(n, path, "write it as key: value lines indented under it, or as {key: value, ...}", "must be a mapping, not %s", yamlnode.Describe(n))
 		return out
 	}
 	if p.work += len(n.Content); p.stop() {
@@ -316,9 +282,9 @@ func (p *parser) object(n *yaml.Node, path string, known []string) map[string]*y
 	}
 	keys := map[string]*yaml.Node{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := deref(n.Content[i]), deref(n.Content[i+1])
+		k, v := yamlnode.Deref(n.Content[i]), yamlnode.Deref(n.Content[i+1])
 		if k.Kind != yaml.ScalarNode || k.ShortTag() == "!!merge" {
-			p.fail(k, path, "write the keys out", "a key must be a word, not %s", describe(k))
+			p.fail(k, path, "write the keys out", "a key must be a word, not %s", yamlnode.Describe(k))
 			continue
 		}
 		field := join(path, k.Value)
@@ -349,7 +315,7 @@ func (p *parser) object(n *yaml.Node, path string, known []string) map[string]*y
 func (p *parser) pairs(n *yaml.Node, path string) (keys []*yaml.Node, vals map[string]*yaml.Node) {
 	vals = p.object(n, path, nil)
 	for i := 0; n.Kind == yaml.MappingNode && i+1 < len(n.Content); i += 2 {
-		if k := deref(n.Content[i]); vals[k.Value] != nil && !slices.ContainsFunc(keys, func(x *yaml.Node) bool { return x.Value == k.Value }) {
+		if k := yamlnode.Deref(n.Content[i]); vals[k.Value] != nil && !slices.ContainsFunc(keys, func(x *yaml.Node) bool { return x.Value == k.Value }) {
 			keys = append(keys, k)
 		}
 	}
@@ -393,7 +359,7 @@ func editDistance(a, b string) int {
 // items returns the items of a list, aliases followed.
 func (p *parser) items(n *yaml.Node, path string) []*yaml.Node {
 	if n.Kind != yaml.SequenceNode {
-		p.fail(n, path, "write each item on a line starting with - , or as [a, b]", "must be a list, not %s", describe(n))
+		p.fail(n, path, "write each item on a line starting with - , or as [a, b]", "must be a list, not %s", yamlnode.Describe(n))
 		return nil
 	}
 	if p.work += len(n.Content); p.stop() {
@@ -404,7 +370,7 @@ func (p *parser) items(n *yaml.Node, path string) []*yaml.Node {
 	}
 	out := make([]*yaml.Node, len(n.Content))
 	for i, it := range n.Content {
-		out[i] = deref(it)
+		out[i] = yamlnode.Deref(it)
 	}
 	return out
 }
@@ -412,7 +378,7 @@ func (p *parser) items(n *yaml.Node, path string) []*yaml.Node {
 // scalarText returns a scalar's text whatever its tag.
 func (p *parser) scalarText(n *yaml.Node, path string) (string, bool) {
 	if n.Kind != yaml.ScalarNode {
-		p.fail(n, path, "", "must be a single value, not %s", describe(n))
+		p.fail(n, path, "", "must be a single value, not %s", yamlnode.Describe(n))
 		return "", false
 	}
 	return n.Value, true
@@ -424,7 +390,7 @@ func (p *parser) str(n *yaml.Node, path string) (string, bool) {
 		if n.Kind == yaml.ScalarNode {
 			hint = fmt.Sprintf("quote it: %q", n.Value)
 		}
-		p.fail(n, path, hint, "must be a string, not %s", describe(n))
+		p.fail(n, path, hint, "must be a string, not %s", yamlnode.Describe(n))
 		return "", false
 	}
 	return n.Value, true
@@ -478,9 +444,9 @@ func (p *parser) bool(n *yaml.Node, path string) (bool, bool) {
 
 func describeValue(n *yaml.Node) string {
 	if n.Kind == yaml.ScalarNode && len(n.Value) <= 40 {
-		return fmt.Sprintf("%s %q", describe(n), n.Value)
+		return fmt.Sprintf("%s %q", yamlnode.Describe(n), n.Value)
 	}
-	return describe(n)
+	return yamlnode.Describe(n)
 }
 
 // duration decodes a duration written like 90s, 10m, 6h or 2d12h.

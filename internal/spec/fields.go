@@ -10,6 +10,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"lode.dev/lode/internal/core"
+	"lode.dev/lode/internal/yamlnode"
 )
 
 // field is one key of a mapping in a spec whose value lands in a T: its
@@ -274,7 +275,7 @@ var resourceFields = []field[core.Resources]{
 		},
 		decode: func(d *decoder, n *yaml.Node, p string, r *core.Resources) {
 			if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" && n.ShortTag() != "!!int" {
-				d.fail(n, p, "must be a size, not "+describe(n), "write it like 512MiB, 32GiB or 2GB")
+				d.fail(n, p, "must be a size, not "+yamlnode.Describe(n), "write it like 512MiB, 32GiB or 2GB")
 				return
 			}
 			v, err := core.ParseBytes(n.Value)
@@ -434,7 +435,7 @@ const maxMilliCPUs = 1e9
 // decodeCPUs reads 2, 0.5, "0.5" or "500m" as thousandths of a CPU.
 func decodeCPUs(d *decoder, n *yaml.Node, p string) (int64, bool) {
 	if n.Kind != yaml.ScalarNode {
-		d.fail(n, p, "must be a number, not "+describe(n), "write it like 2, 0.5 or 500m")
+		d.fail(n, p, "must be a number, not "+yamlnode.Describe(n), "write it like 2, 0.5 or 500m")
 		return 0, false
 	}
 	milli, ok := int64(0), false
@@ -475,7 +476,7 @@ func cpuMilli(f float64) (int64, bool) {
 // booleans as written.
 func decodeEnv(d *decoder, n *yaml.Node, p string, j *Job) {
 	if n.Kind != yaml.MappingNode {
-		d.fail(n, p, "must be a mapping of names to values, not "+describe(n), "write it as NAME: value lines indented under env:")
+		d.fail(n, p, "must be a mapping of names to values, not "+yamlnode.Describe(n), "write it as NAME: value lines indented under env:")
 		return
 	}
 	for _, kv := range d.pairs(n, p) {
@@ -501,6 +502,6 @@ func decodeEnv(d *decoder, n *yaml.Node, p string, j *Job) {
 			j.Env[kv.name] = v.Value
 			continue
 		}
-		d.fail(v, f, "must be a string, number or boolean, not "+describe(v), "")
+		d.fail(v, f, "must be a string, number or boolean, not "+yamlnode.Describe(v), "")
 	}
 }

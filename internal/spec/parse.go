@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"lode.dev/lode/internal/core"
+	"lode.dev/lode/internal/yamlnode"
 )
 
 // Defaults Parse applies to what a spec leaves out.
@@ -296,53 +297,16 @@ func (d *decoder) document(data []byte) (root *yaml.Node) {
 		d.problem(&doc, "", "the spec is empty", "a spec needs at least name: and run:")
 		return nil
 	}
-	root = deref(doc.Content[0])
+	root = yamlnode.Deref(doc.Content[0])
 	switch {
 	case root.Kind == yaml.ScalarNode && root.ShortTag() == "!!null":
 		d.problem(root, "", "the spec is empty", "a spec needs at least name: and run:")
 		return nil
 	case root.Kind != yaml.MappingNode:
-		d.problem(root, "", "the spec must be a mapping of keys to values, not "+describe(root), "for example name: train-1, then run: python train.py on the next line")
+		d.problem(root, "", "the spec must be a mapping of keys to values, not "+yamlnode.Describe(root), "for example name: train-1, then run: python train.py on the next line")
 		return nil
 	}
 	return root
-}
-
-// deref follows aliases to the node they name.
-func deref(n *yaml.Node) *yaml.Node {
-	for range 64 {
-		if n.Kind != yaml.AliasNode || n.Alias == nil {
-			return n
-		}
-		n = n.Alias
-	}
-	return n
-}
-
-// describe names what kind of value a node holds, for messages.
-func describe(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		switch t := n.ShortTag(); t {
-		case "!!null":
-			return "null"
-		case "!!str":
-			return "a string"
-		case "!!int", "!!float":
-			return "a number"
-		case "!!bool":
-			return "a boolean"
-		case "!!timestamp":
-			return "a date"
-		default:
-			return "a value tagged " + t
-		}
-	}
-	return "an alias"
 }
 
 func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" }
@@ -361,13 +325,13 @@ func (d *decoder) pairs(n *yaml.Node, path string) []pair {
 	var out []pair
 	seen := map[string]*yaml.Node{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := deref(n.Content[i]), deref(n.Content[i+1])
+		k, v := yamlnode.Deref(n.Content[i]), yamlnode.Deref(n.Content[i+1])
 		switch {
 		case k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge":
 			d.problem(k, path, "merge keys (<<) are not supported", "write the keys out")
 			continue
 		case k.Kind != yaml.ScalarNode:
-			d.problem(k, path, "a key must be a word, not "+describe(k), "")
+			d.problem(k, path, "a key must be a word, not "+yamlnode.Describe(k), "")
 			continue
 		}
 		if first, dup := seen[k.Value]; dup {
@@ -383,7 +347,7 @@ func (d *decoder) pairs(n *yaml.Node, path string) []pair {
 // decodeObject decodes a mapping whose keys are fields into t.
 func decodeObject[T any](d *decoder, n *yaml.Node, path string, fields []field[T], t *T) bool {
 	if n.Kind != yaml.MappingNode {
-		d.fail(n, path, "must be a mapping, not "+describe(n), "write it as key: value lines indented under it, or as {key: value, ...}")
+		d.fail(n, path, "must be a mapping, not "+yamlnode.Describe(n), "write it as key: value lines indented under it, or as {key: value, ...}")
 		return false
 	}
 	var present, meant []string
@@ -447,7 +411,7 @@ func (d *decoder) str(n *yaml.Node, path string) (string, bool) {
 		if n.Kind == yaml.ScalarNode && !isNull(n) {
 			hint = fmt.Sprintf("quote it: %q", n.Value)
 		}
-		d.fail(n, path, "must be a string, not "+describe(n), hint)
+		d.fail(n, path, "must be a string, not "+yamlnode.Describe(n), hint)
 		return "", false
 	}
 	if !utf8.ValidString(n.Value) {
@@ -466,7 +430,7 @@ func (d *decoder) int(n *yaml.Node, path string) (int, bool) {
 				hint = "write it without quotes: " + strings.TrimSpace(n.Value)
 			}
 		}
-		what := describe(n)
+		what := yamlnode.Describe(n)
 		if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!float" {
 			what = n.Value
 		}
@@ -490,7 +454,7 @@ func (d *decoder) float(n *yaml.Node, path string) (float64, bool) {
 				hint = "write it without quotes: " + strings.TrimSpace(n.Value)
 			}
 		}
-		d.fail(n, path, "must be a number, not "+describe(n), hint)
+		d.fail(n, path, "must be a number, not "+yamlnode.Describe(n), hint)
 		return 0, false
 	}
 	var v float64
@@ -522,7 +486,7 @@ func (d *decoder) duration(n *yaml.Node, path string) (Duration, bool) {
 // items returns the items of a list with their aliases followed.
 func (d *decoder) items(n *yaml.Node, path, hint string) ([]*yaml.Node, bool) {
 	if n.Kind != yaml.SequenceNode {
-		d.fail(n, path, "must be a list, not "+describe(n), hint)
+		d.fail(n, path, "must be a list, not "+yamlnode.Describe(n), hint)
 		return nil, false
 	}
 	if !d.spend(n) {
@@ -530,7 +494,7 @@ func (d *decoder) items(n *yaml.Node, path, hint string) ([]*yaml.Node, bool) {
 	}
 	out := make([]*yaml.Node, len(n.Content))
 	for i, it := range n.Content {
-		out[i] = deref(it)
+		out[i] = yamlnode.Deref(it)
 		d.pos[indexField(path, i)] = out[i]
 	}
 	return out, true
