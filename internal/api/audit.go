@@ -2,13 +2,13 @@ package api
 
 import (
 	"context"
-	"crypto/ed25519"
 	"log/slog"
 	"net/http"
 	"strconv"
 
 	"lode.dev/lode/internal/audit"
 	"lode.dev/lode/internal/store"
+	"lode.dev/lode/internal/wire"
 )
 
 // record appends a security-relevant event to the audit log. A failure to
@@ -18,14 +18,6 @@ func (s *Server) record(ctx context.Context, kind, actor, subject, project strin
 	if _, err := s.cfg.Store.AuditAppend(context.WithoutCancel(ctx), ev); err != nil {
 		s.cfg.Logger.Error("audit log append failed", slog.String("kind", kind), slog.String("subject", subject), slog.Any("err", err))
 	}
-}
-
-// AuditExport is the audit log with its checkpoints and the key that
-// verifies them.
-type AuditExport struct {
-	Entries     []audit.Entry      `json:"entries"`
-	Checkpoints []audit.Checkpoint `json:"checkpoints"`
-	PublicKey   ed25519.PublicKey  `json:"public_key"`
 }
 
 func (s *Server) auditLog(w http.ResponseWriter, r *http.Request) error {
@@ -45,5 +37,5 @@ func (s *Server) auditLog(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, AuditExport{Entries: nonNil(entries), Checkpoints: nonNil(cps), PublicKey: s.cfg.AuditKey})
+	return writeJSON(w, http.StatusOK, wire.AuditLog{Entries: nonNil(entries), Checkpoints: nonNil(cps), PublicKey: s.cfg.AuditKey})
 }

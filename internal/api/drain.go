@@ -9,12 +9,8 @@ import (
 	"lode.dev/lode/internal/audit"
 	"lode.dev/lode/internal/core"
 	"lode.dev/lode/internal/store"
+	"lode.dev/lode/internal/wire"
 )
-
-// DrainReply says what a drain asked to stop.
-type DrainReply struct {
-	Stopping []string `json:"stopping"`
-}
 
 func (s *Server) drainNode(w http.ResponseWriter, r *http.Request) error {
 	return s.drain(w, r, r.PathValue("id"), false, "node drained by an operator")
@@ -45,7 +41,7 @@ func (s *Server) drain(w http.ResponseWriter, r *http.Request, nodeID string, un
 	s.leases.Notify(nodeID)
 	s.record(r.Context(), audit.NodeDrained, "user", nodeID, "", map[string]string{"undo": strconv.FormatBool(undo), "reason": reason})
 	s.cfg.Scheduler.Wake()
-	return writeJSON(w, http.StatusOK, DrainReply{Stopping: nonNil(asked)})
+	return writeJSON(w, http.StatusOK, wire.DrainReply{Stopping: nonNil(asked)})
 }
 
 // drainPool stops a pool taking work and asks every live attempt on it to
@@ -67,7 +63,7 @@ func (s *Server) drainPool(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.leases.Notify()
 	s.cfg.Scheduler.Wake()
-	return writeJSON(w, http.StatusOK, DrainReply{Stopping: nonNil(asked)})
+	return writeJSON(w, http.StatusOK, wire.DrainReply{Stopping: nonNil(asked)})
 }
 
 // preemptPool asks every live attempt placed on a pool to stop.

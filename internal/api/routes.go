@@ -52,11 +52,11 @@ func (s *Server) register() {
 		summary: "What a job cost, attempt by attempt, and what it would have cost elsewhere.", response: wire.JobCost{}}, s.jobCost)
 	s.handle(route{method: "POST", path: "/v1/pools/{name}/drain", tag: "pools",
 		summary:  "Stop a pool taking work and move its running jobs elsewhere (SIGTERM, grace, resume from checkpoint).",
-		response: DrainReply{}}, s.drainPool)
+		response: wire.DrainReply{}}, s.drainPool)
 	s.handle(route{method: "POST", path: "/v1/nodes/{id}/drain", tag: "pools",
-		summary: "Stop a node taking work and move its running jobs elsewhere.", response: DrainReply{}}, s.drainNode)
+		summary: "Stop a node taking work and move its running jobs elsewhere.", response: wire.DrainReply{}}, s.drainNode)
 	s.handle(route{method: "POST", path: "/v1/nodes/{id}/undrain", tag: "pools",
-		summary: "Let a drained node take work again.", response: DrainReply{}}, s.undrainNode)
+		summary: "Let a drained node take work again.", response: wire.DrainReply{}}, s.undrainNode)
 	s.handle(route{method: "GET", path: "/v1/pools/{name}/join-token", tag: "pools",
 		summary: "A pool's join token and the command that starts an agent with it.", response: wire.JoinToken{}}, s.joinToken)
 	s.handle(route{method: "GET", path: "/v1/nodes", tag: "pools", summary: "List nodes (?pool=, ?state=).",
@@ -83,14 +83,14 @@ func (s *Server) register() {
 
 	s.handle(route{method: "GET", path: "/v1/audit", tag: "audit",
 		summary:  "The hash-chained audit log (?after=SEQ), its signed checkpoints and the key that verifies them.",
-		response: AuditExport{}}, s.auditLog)
+		response: wire.AuditLog{}}, s.auditLog)
 	s.handle(route{method: "POST", path: "/v1/agent/join", tag: "agent", summary: "Trade a pool's join token for a node identity.",
 		request: wire.Join{}, response: wire.Joined{}}, s.join)
 	s.handle(route{method: "POST", path: "/v1/agent/heartbeat", tag: "agent",
 		summary: "Renew the node's lease; learn what to start and stop.", request: wire.Heartbeat{}, response: wire.HeartbeatReply{}}, s.heartbeat)
 	s.handle(route{method: "POST", path: "/v1/agent/drain", tag: "agent",
 		summary:  "Drain the node before a clean shutdown: its tasks stop with a grace period and move elsewhere.",
-		response: DrainReply{}}, s.drainSelf)
+		response: wire.DrainReply{}}, s.drainSelf)
 	s.handle(route{method: "POST", path: "/v1/agent/leave", tag: "agent", summary: "Leave the pool (clean shutdown)."}, s.leave)
 	s.handle(route{method: "POST", path: "/v1/agent/attempts/{attempt}/ranks/{rank}/status", tag: "agent",
 		summary: "Report a task's state (fenced).", request: wire.TaskStatus{}}, s.taskStatus)

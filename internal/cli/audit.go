@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"lode.dev/lode/internal/audit"
-	"lode.dev/lode/internal/client"
+	"lode.dev/lode/internal/wire"
 )
 
 func auditCmd(g *globals) *cobra.Command {
@@ -98,7 +98,7 @@ pins the public key (as ` + "`lode audit key`" + ` printed it) instead of trusti
 }
 
 // fetchAudit reads the audit log from the control plane.
-func fetchAudit(cmd *cobra.Command, g *globals) (*client.AuditLog, error) {
+func fetchAudit(cmd *cobra.Command, g *globals) (*wire.AuditLog, error) {
 	c, err := g.client()
 	if err != nil {
 		return nil, err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/url"
 
-	"lode.dev/lode/internal/audit"
 	"lode.dev/lode/internal/spec"
 	"lode.dev/lode/internal/store"
 	"lode.dev/lode/internal/wire"
@@ -67,42 +66,30 @@ func (c *Client) JobCost(ctx context.Context, id string) (*wire.JobCost, error) 
 	return &out, c.call(ctx, "GET", "/v1/jobs/"+url.PathEscape(id)+"/cost", "", nil, &out)
 }
 
-// DrainReply lists the attempts a drain asked to stop.
-type DrainReply struct {
-	Stopping []string `json:"stopping"`
-}
-
 // DrainNode stops a node taking work (undo: lets it take work again).
-func (c *Client) DrainNode(ctx context.Context, id string, undo bool) (*DrainReply, error) {
+func (c *Client) DrainNode(ctx context.Context, id string, undo bool) (*wire.DrainReply, error) {
 	verb := "drain"
 	if undo {
 		verb = "undrain"
 	}
-	var out DrainReply
+	var out wire.DrainReply
 	return &out, c.call(ctx, "POST", "/v1/nodes/"+url.PathEscape(id)+"/"+verb, "", nil, &out)
 }
 
 // DrainPool stops a pool taking work and moves its jobs elsewhere.
-func (c *Client) DrainPool(ctx context.Context, name string) (*DrainReply, error) {
-	var out DrainReply
+func (c *Client) DrainPool(ctx context.Context, name string) (*wire.DrainReply, error) {
+	var out wire.DrainReply
 	return &out, c.call(ctx, "POST", "/v1/pools/"+url.PathEscape(name)+"/drain", "", nil, &out)
 }
 
 // DrainSelf drains the agent's own node.
-func (c *Client) DrainSelf(ctx context.Context) (*DrainReply, error) {
-	var out DrainReply
+func (c *Client) DrainSelf(ctx context.Context) (*wire.DrainReply, error) {
+	var out wire.DrainReply
 	return &out, c.call(ctx, "POST", "/v1/agent/drain", "", nil, &out)
 }
 
-// AuditLog is the audit log with its checkpoints and verifying key.
-type AuditLog struct {
-	Entries     []audit.Entry      `json:"entries"`
-	Checkpoints []audit.Checkpoint `json:"checkpoints"`
-	PublicKey   []byte             `json:"public_key"`
-}
-
 // Audit fetches the audit log.
-func (c *Client) Audit(ctx context.Context) (*AuditLog, error) {
-	var out AuditLog
+func (c *Client) Audit(ctx context.Context) (*wire.AuditLog, error) {
+	var out wire.AuditLog
 	return &out, c.call(ctx, "GET", "/v1/audit", "", nil, &out)
 }

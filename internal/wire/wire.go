@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"lode.dev/lode/internal/audit"
 	"lode.dev/lode/internal/core"
 	"lode.dev/lode/internal/meter"
 	"lode.dev/lode/internal/reliability"
@@ -286,4 +287,17 @@ type JobCost struct {
 	Usage        []*store.Usage      `json:"usage"`
 	Total        float64             `json:"total"`
 	Alternatives []meter.Alternative `json:"alternatives,omitempty"`
+}
+
+// DrainReply lists the attempts a drain asked to stop.
+type DrainReply struct {
+	Stopping []string `json:"stopping"`
+}
+
+// AuditLog is the audit log with its signed checkpoints and the public key
+// that verifies them.
+type AuditLog struct {
+	Entries     []audit.Entry      `json:"entries"`
+	Checkpoints []audit.Checkpoint `json:"checkpoints"`
+	PublicKey   []byte             `json:"public_key"`
 }
