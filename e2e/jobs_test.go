@@ -176,9 +176,11 @@ func TestAgentWithWrongTokenRetriesWithAClearMessage(t *testing.T) {
 	cl := startServer(t, "--no-local-pool")
 	a := start(t, nil, "agent", "--server", cl.url, "--join-token", "not-a-token", "--dir", t.TempDir(), "--gpus", "none")
 	a.out.waitMatch(t, regexp.MustCompile(`refused the join token`), 20*time.Second)
-	if a.cmd.ProcessState != nil {
+	// Still alive (not exited, not a zombie) after refusing: it retries.
+	if !alive(a.cmd.Process.Pid) {
 		t.Fatal("the agent exited; it should keep retrying")
 	}
+	a.out.waitMatch(t, regexp.MustCompile(`(?s)refused the join token.*refused the join token`), 20*time.Second)
 	nodes, err := cl.c.Nodes(context.Background(), "")
 	if err != nil || len(nodes) != 0 {
 		t.Errorf("nodes = %v, %v; want none", nodes, err)

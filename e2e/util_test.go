@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"syscall"
@@ -23,15 +22,7 @@ func waitFile(t *testing.T, path string, timeout time.Duration) {
 // waitGone waits until no process has the pid.
 func waitGone(t *testing.T, pid int, timeout time.Duration) {
 	t.Helper()
-	poll(t, timeout, fmt.Sprintf("process %d to exit", pid), func() bool {
-		err := syscall.Kill(pid, 0)
-		if errors.Is(err, syscall.ESRCH) {
-			return true
-		}
-		// A zombie still answers kill 0; look at its state.
-		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		return len(b) > 0 && containsState(string(b), 'Z')
-	})
+	poll(t, timeout, fmt.Sprintf("process %d to exit", pid), func() bool { return !alive(pid) })
 }
 
 func containsState(stat string, state byte) bool {
@@ -41,6 +32,16 @@ func containsState(stat string, state byte) bool {
 		}
 	}
 	return false
+}
+
+// alive reports whether a process runs (and is not a zombie waiting to be
+// reaped).
+func alive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	return !containsState(string(b), 'Z')
 }
 
 // poll checks cond every 50 ms until it holds or the timeout passes.

@@ -79,8 +79,8 @@ func TestServerErrorsMatchDomainErrors(t *testing.T) {
 	}
 }
 
-// TestConnectionsAreReused: answers are read to the end, so repeated calls
-// (an agent's heartbeats) travel over one connection.
+// TestConnectionsAreReused: repeated calls (an agent's heartbeats) travel
+// over one connection rather than opening one each.
 func TestConnectionsAreReused(t *testing.T) {
 	var conns atomic.Int32
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
