@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"lode.dev/lode/internal/audit"
 	"lode.dev/lode/internal/control"
@@ -280,8 +279,8 @@ func (s *Server) jobCost(w http.ResponseWriter, r *http.Request) error {
 		if !o.Feasible || o.Pool == names[last.PoolID] {
 			continue
 		}
-		hours, cost := meter.WouldHaveCost(last.Seconds/3600, throughput(last.GPUModel, j.Spec.Resources.GPUs),
-			throughput(o.GPUModel, j.Spec.Resources.GPUs), o.PricePerHour)
+		hours, cost := meter.WouldHaveCost(last.Seconds/3600, speed(last.GPUModel, j.Spec.Resources.GPUs),
+			speed(o.GPUModel, j.Spec.Resources.GPUs), o.PricePerHour)
 		alt := meter.Alternative{Pool: o.Pool, GPUModel: o.GPUModel, Hours: hours, Cost: cost}
 		if out.Total > 0 {
 			alt.Ratio = cost / out.Total
@@ -291,14 +290,11 @@ func (s *Server) jobCost(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, out)
 }
 
-// throughput is a GPU model's speed relative to an A100; CPU-only work
-// runs at the same speed everywhere.
-func throughput(model string, gpus int) float64 {
+// speed is how fast work runs on a GPU model relative to an A100; CPU-only
+// work runs at the same speed everywhere.
+func speed(model string, gpus int) float64 {
 	if gpus == 0 || model == "" {
 		return 1
 	}
-	if t, ok := sched.DefaultThroughput[strings.ToLower(model)]; ok {
-		return t
-	}
-	return 1
+	return sched.Throughput(nil, model)
 }

@@ -38,7 +38,7 @@ func Predict(p Pool, j *spec.Job, gpuModel string, throughput map[string]float64
 	r := j.Resources
 	tp := 1.0
 	if r.GPUs > 0 {
-		tp = throughputOf(throughput, gpuModel)
+		tp = Throughput(throughput, gpuModel)
 	}
 	perRank := perHour(r.MilliCPUs, r.MemoryBytes, r.GPUs, p.Prices.CPUHour, p.Prices.MemGiBHour, p.Prices.GPUHour[gpuModel])
 	return predict(max(j.Nodes, 1), perRank, baseHours(j), tp, checkpointHours(j), p.LossRate)
@@ -90,9 +90,10 @@ func checkpointHours(j *spec.Job) float64 {
 	return time.Duration(j.Checkpoint.Every).Hours()
 }
 
-// throughputOf is a model's speed relative to an A100: from the table, 1
-// for models it lacks (and for nonsense figures).
-func throughputOf(table map[string]float64, model string) float64 {
+// Throughput is a model's speed relative to an A100: from the table
+// (DefaultThroughput when nil), 1 for models it lacks (and for nonsense
+// figures).
+func Throughput(table map[string]float64, model string) float64 {
 	if table == nil {
 		table = DefaultThroughput
 	}

@@ -128,7 +128,7 @@ func NewCycle(s *Snapshot) *Cycle {
 	c.f = newFleet(s)
 	c.throughput = make([]float64, len(c.f.models))
 	for m, name := range c.f.models {
-		c.throughput[m] = throughputOf(s.Throughput, name)
+		c.throughput[m] = Throughput(s.Throughput, name)
 	}
 	c.plan.Pending = map[string][]Rejection{}
 	c.plan.Placements = make([]Placement, 0, min(len(s.Queued), 1<<20))
