@@ -157,7 +157,7 @@ func TestRefusedReadsPrometheusText(t *testing.T) {
 lode_fenced_writes_total 3
 lode_http_requests_total{code="410",route="POST /v1/agent/attempts/{attempt}/ranks/{rank}/logs"} 5
 lode_http_requests_total{code="410",route="POST /v1/agent/attempts/{attempt}/checkpoints"} 2
-lode_http_requests_total{code="410",route="POST /v1/agent/heartbeat"} 7
+lode_http_requests_total{code="401",route="POST /v1/agent/heartbeats"} 7
 lode_http_requests_total{code="204",route="POST /v1/agent/attempts/{attempt}/ranks/{rank}/logs"} 11
 `)
 	}))

@@ -134,6 +134,10 @@ func BenchmarkHeartbeatLoad(b *testing.B) {
 	beating.Wait()
 	b.StopTimer()
 
+	// The floor: the same fleet's connections and timing with nothing but
+	// TCP in the server, measured in this run.
+	floor := measureFloor(b, n, time.Duration(s.interval.Load()), warmup/2, window, seed)
+
 	var lat []time.Duration
 	for _, l := range s.lat {
 		lat = append(lat, l...)
@@ -141,6 +145,8 @@ func BenchmarkHeartbeatLoad(b *testing.B) {
 	rate := float64(beats) / loaded.wall.Seconds()
 	b.ReportMetric(loaded.serverPct(), "heartbeat-core-%")
 	b.ReportMetric(idle.serverPct(), "idle-core-%")
+	b.ReportMetric(floor, "bare-tcp-core-%")
+	b.ReportMetric(loaded.serverPct()/floor, "x-over-bare-tcp")
 	b.ReportMetric(rate, "heartbeats/s")
 	b.ReportMetric(1000*percentile(lat, 99), "hb-p99-ms")
 	b.ReportMetric(float64(len(falsePos)), "false-positives")
@@ -157,6 +163,8 @@ func BenchmarkHeartbeatLoad(b *testing.B) {
 	b.Logf("server CPU: %.1f%% of a core under load, %.1f%% idle (%.1f points over idle); %.0f heartbeats/s answered (%.2f per agent per second); round trip p50 %.1fms p99 %.1fms max %.1fms",
 		loaded.serverPct(), idle.serverPct(), loaded.serverPct()-idle.serverPct(), rate, rate/float64(n),
 		1000*percentile(lat, 50), 1000*percentile(lat, 99), 1000*percentile(lat, 100))
+	b.Logf("floor: a bare TCP server reading and answering one line per connection at the same rate: %.1f%% of a core; the server spends %.2fx that",
+		floor, loaded.serverPct()/floor)
 	if counterErr != nil {
 		b.Logf("the server's own heartbeat count was not read: %v", counterErr)
 	} else {
@@ -283,8 +291,9 @@ func (s *sim) join(ctx context.Context, i int) (*client.Client, string, error) {
 }
 
 // beat heartbeats until ctx ends or the server says the node is gone:
-// every interval ± jitter after the last answer, as `lode agent` does, the
-// first one at a random moment within an interval of the join.
+// every interval ± jitter after the last answer, on a stream opened again
+// whenever it breaks, as `lode agent` does; the first one at a random
+// moment within an interval of the join.
 func (s *sim) beat(ctx context.Context, i int, node string, c *client.Client) {
 	rng := rand.New(rand.NewPCG(s.seed, uint64(i)))
 	interval := time.Duration(s.interval.Load())
@@ -299,11 +308,23 @@ func (s *sim) beat(ctx context.Context, i int, node string, c *client.Client) {
 		s.lat[i] = lat
 		s.mu.Unlock()
 	}()
+	var beats *client.Beats
+	defer func() {
+		if beats != nil {
+			beats.Close()
+		}
+	}()
 	for sleepCtx(ctx, wait) {
 		start := time.Now()
-		bctx, cancel := context.WithTimeout(ctx, beatTimeout)
-		_, err := c.Heartbeat(bctx, req)
-		cancel()
+		var err error
+		if beats == nil {
+			beats, err = c.OpenBeats(ctx, beatTimeout)
+		}
+		if err == nil {
+			if _, err = beats.Beat(req); err != nil {
+				beats = nil // Beat closed it
+			}
+		}
 		took := time.Since(start)
 		raise(&s.maxLat, int64(took))
 		switch {

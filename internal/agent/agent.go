@@ -152,8 +152,10 @@ func (a *Agent) drainAndLeave(c *client.Client, joined *wire.Joined) {
 		} else {
 			a.log.Info("draining: tasks stop with their grace period and resume elsewhere from their checkpoints")
 			interval := cmp.Or(time.Duration(joined.HeartbeatIntervalMS)*time.Millisecond, time.Second)
+			beats := &beatStream{c: c, timeout: beatTimeout(joined)}
+			defer beats.close()
 			for len(a.running()) > 0 {
-				if reply, err := c.Heartbeat(ctx, &wire.Heartbeat{Tasks: a.running()}); err == nil {
+				if reply, err := beats.beat(ctx, &wire.Heartbeat{Tasks: a.running()}); err == nil {
 					reply.Start = nil // a draining node starts nothing
 					a.apply(c, reply)
 				}
@@ -208,10 +210,13 @@ func (a *Agent) join(ctx context.Context) (*client.Client, *wire.Joined, error) 
 }
 
 // serve heartbeats until ctx ends (false) or the server says the node is
-// gone (true).
+// gone (true). Heartbeats travel on one stream, opened again whenever it
+// breaks.
 func (a *Agent) serve(ctx context.Context, c *client.Client, joined *wire.Joined) (gone bool) {
 	interval := time.Duration(joined.HeartbeatIntervalMS) * time.Millisecond
 	interval = cmp.Or(interval, time.Second)
+	beats := &beatStream{c: c, timeout: beatTimeout(joined)}
+	defer beats.close()
 	t := time.NewTimer(0)
 	defer t.Stop()
 	unreachableSince := time.Time{}
@@ -221,7 +226,7 @@ func (a *Agent) serve(ctx context.Context, c *client.Client, joined *wire.Joined
 			return false
 		case <-t.C:
 		}
-		reply, err := c.Heartbeat(ctx, &wire.Heartbeat{Tasks: a.running()})
+		reply, err := beats.beat(ctx, &wire.Heartbeat{Tasks: a.running()})
 		switch {
 		case err == nil:
 			if !unreachableSince.IsZero() {
@@ -244,6 +249,43 @@ func (a *Agent) serve(ctx context.Context, c *client.Client, joined *wire.Joined
 			a.log.Error("heartbeat failed", slog.Any("err", err))
 		}
 		t.Reset(interval)
+	}
+}
+
+// beatTimeout bounds a heartbeat's round trip: long enough for a loaded
+// server, short enough that a stream lost in a partition is replaced well
+// before the lease it renews runs out twice over.
+func beatTimeout(joined *wire.Joined) time.Duration {
+	return max(time.Duration(joined.LeaseTTLMS)*time.Millisecond, 2*time.Second)
+}
+
+// beatStream is the node's heartbeat stream, opened on first use and
+// again after it broke.
+type beatStream struct {
+	c       *client.Client
+	timeout time.Duration
+	open    *client.Beats
+}
+
+func (b *beatStream) beat(ctx context.Context, hb *wire.Heartbeat) (*wire.HeartbeatReply, error) {
+	if b.open == nil {
+		s, err := b.c.OpenBeats(ctx, b.timeout)
+		if err != nil {
+			return nil, err
+		}
+		b.open = s
+	}
+	reply, err := b.open.Beat(hb)
+	if err != nil {
+		b.open = nil // Beat closed it
+	}
+	return reply, err
+}
+
+func (b *beatStream) close() {
+	if b.open != nil {
+		b.open.Close()
+		b.open = nil
 	}
 }
 

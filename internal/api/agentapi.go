@@ -1,9 +1,11 @@
 package api
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -106,16 +108,63 @@ func (s *Server) node(r *http.Request) (string, error) {
 // nodes it costs a few hundred reads a second.
 const readEvery = 30 * time.Second
 
-func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
+// heartbeats serves a node's heartbeat stream: one request, held open for
+// as long as the agent lives, carrying one heartbeat per line and answered
+// line by line. Full duplex lets the answers flow while the request body
+// still arrives. The stream ends when the agent closes it, when it falls
+// silent for longer than a lease (the lease has run out by then anyway),
+// when the server shuts down, or with an error frame (a bad frame, the node
+// gone).
+func (s *Server) heartbeats(w http.ResponseWriter, r *http.Request) error {
 	nodeID, err := s.node(r)
 	if err != nil {
 		return err
 	}
-	var req wire.Heartbeat
-	if err := decode(r, &req); err != nil {
+	rc := http.NewResponseController(w)
+	if err := rc.EnableFullDuplex(); err != nil {
 		return err
 	}
-	ctx := r.Context()
+	// A server shutting down ends the streams, which would otherwise hold
+	// it up: the read in progress returns at once.
+	stop := context.AfterFunc(r.Context(), func() { rc.SetReadDeadline(time.Now()) })
+	defer stop()
+	w.Header().Set("Content-Type", wire.MediaLines)
+	w.WriteHeader(http.StatusOK)
+	if err := rc.Flush(); err != nil {
+		return nil
+	}
+	silence := max(2*s.cfg.LeaseTTL, 5*time.Second)
+	frames := wire.NewFrameReader(r.Body)
+	enc := json.NewEncoder(w)
+	for {
+		rc.SetReadDeadline(time.Now().Add(silence))
+		var req wire.Heartbeat
+		err := frames.Read(&req)
+		var fe *wire.FrameError
+		switch {
+		case errors.As(err, &fe):
+			err = badRequest("send one JSON heartbeat per line", "heartbeat stream: %v", err)
+		case err != nil:
+			return nil // the agent closed the stream, went silent or away
+		default:
+			var reply *wire.HeartbeatReply
+			if reply, err = s.heartbeat(r.Context(), nodeID, &req); err == nil {
+				if enc.Encode(wire.BeatFrame{Reply: reply}) != nil || rc.Flush() != nil {
+					return nil
+				}
+				continue
+			}
+		}
+		if _, body, ok := s.problem(r, err); ok {
+			enc.Encode(wire.BeatFrame{Error: &body})
+			rc.Flush()
+		}
+		return nil
+	}
+}
+
+// heartbeat renews a node's lease and says what it should start and stop.
+func (s *Server) heartbeat(ctx context.Context, nodeID string, req *wire.Heartbeat) (*wire.HeartbeatReply, error) {
 	now := s.cfg.Now().UTC()
 	reply := wire.HeartbeatReply{LeaseExpiresAt: now.Add(s.cfg.LeaseTTL)}
 	names := make([]string, len(req.Tasks))
@@ -124,16 +173,16 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 	}
 	live, read := s.leases.Renew(nodeID, now, reply.LeaseExpiresAt, lease.TaskSum(names), readEvery)
 	if !live {
-		return fmt.Errorf("node %s holds no lease: %w", nodeID, store.ErrNodeGone)
+		return nil, fmt.Errorf("node %s holds no lease: %w", nodeID, store.ErrNodeGone)
 	}
 	s.metrics.beats.Inc()
 	if !read {
 		// Nothing changed for this node since it last read: the hot path.
-		return writeJSON(w, http.StatusOK, reply)
+		return &reply, nil
 	}
 	tasks, err := s.cfg.Store.TaskListByNode(ctx, nodeID)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	running := map[wire.TaskRef]bool{}
 	for _, t := range req.Tasks {
@@ -155,9 +204,9 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 		case a.Preempting:
 			reply.Stop = append(reply.Stop, wire.StopTask{TaskRef: ref, Reason: "asked to stop (preemption or drain); the job resumes elsewhere from its checkpoint"})
 		case a.Task.State == core.TaskAssigned && !running[ref]:
-			as, err := s.assignment(r, a)
+			as, err := s.assignment(ctx, a)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			reply.Start = append(reply.Start, *as)
 		case a.Task.State == core.TaskRunning && !running[ref]:
@@ -168,7 +217,7 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 				Fence: store.Fence{AttemptID: a.Task.AttemptID, Token: a.FencingToken}, Rank: a.Task.Rank,
 				State: core.TaskLost, Message: "its node no longer runs it", Now: now})
 			if err != nil && !errors.Is(err, store.ErrFenced) {
-				return err
+				return nil, err
 			}
 			s.leases.Notify(a.Ranks...)
 			s.cfg.Scheduler.Wake()
@@ -186,13 +235,12 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 		}
 		reply.Stop = append(reply.Stop, wire.StopTask{TaskRef: ref, Reason: reason})
 	}
-	return writeJSON(w, http.StatusOK, reply)
+	return &reply, nil
 }
 
 // assignment completes a task for its agent: the data keys it needs, the
 // checkpoint to restore and the gang's rendezvous address.
-func (s *Server) assignment(r *http.Request, a *store.Assignment) (*wire.Assignment, error) {
-	ctx := r.Context()
+func (s *Server) assignment(ctx context.Context, a *store.Assignment) (*wire.Assignment, error) {
 	out := &wire.Assignment{Assignment: *a, Keys: map[string][]byte{}}
 	objects := []string{a.Job.DataObject}
 	if a.Job.WorkdirObject != "" {

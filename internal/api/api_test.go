@@ -167,7 +167,7 @@ func TestBadRequestsGetClearErrorsAndWriteNothing(t *testing.T) {
 		{"chunk for unknown object", "PUT", "/v1/objects/obj-nope/chunks/" + strings.Repeat("a", 64), "x", 404, "not_found"},
 		{"bad chunk address", "GET", "/v1/objects/obj-nope/chunks/..%2f..%2fetc", nil, 400, "bad_request"},
 		{"join with a wrong token", "POST", "/v1/agent/join", wire.Join{JoinToken: "wrong", Name: "n", MilliCPUs: 1000, MemoryBytes: 1}, 401, "unauthorized"},
-		{"heartbeat without credentials", "POST", "/v1/agent/heartbeat", wire.Heartbeat{}, 401, "unauthorized"},
+		{"heartbeat without credentials", "POST", "/v1/agent/heartbeats", wire.Heartbeat{}, 401, "unauthorized"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -184,6 +184,25 @@ func TestBadRequestsGetClearErrorsAndWriteNothing(t *testing.T) {
 	if len(jobs) != 0 {
 		t.Errorf("bad requests created jobs: %v", jobs)
 	}
+}
+
+// beat sends one heartbeat on a stream of its own and returns the status and
+// the answer's frame (nil when the stream was refused).
+func (e *env) beat(hb wire.Heartbeat, auth map[string]string) (int, *wire.BeatFrame, []byte) {
+	e.t.Helper()
+	status, body := e.do("POST", "/v1/agent/heartbeats", hb, auth)
+	if status != 200 {
+		return status, nil, body
+	}
+	frames := wire.NewFrameReader(bytes.NewReader(body))
+	var f wire.BeatFrame
+	if err := frames.Read(&f); err != nil {
+		e.t.Fatalf("heartbeat stream: %v: %s", err, body)
+	}
+	if err := frames.Read(&wire.BeatFrame{}); err != io.EOF {
+		e.t.Fatalf("heartbeat stream: one heartbeat answered by more than one frame: %s", body)
+	}
+	return status, &f, body
 }
 
 // join registers a node and returns the headers that authenticate it.
@@ -213,12 +232,11 @@ func TestAgentFlowAndFencing(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	status, body = e.do("POST", "/v1/agent/heartbeat", wire.Heartbeat{}, auth)
-	var reply wire.HeartbeatReply
-	json.Unmarshal(body, &reply)
-	if status != 200 || len(reply.Start) != 1 || reply.Start[0].FencingToken == "" || len(reply.Start[0].Keys) == 0 {
+	status, f, body := e.beat(wire.Heartbeat{}, auth)
+	if status != 200 || f.Reply == nil || len(f.Reply.Start) != 1 || f.Reply.Start[0].FencingToken == "" || len(f.Reply.Start[0].Keys) == 0 {
 		t.Fatalf("heartbeat: %d %s; want one task to start with its token and keys", status, body)
 	}
+	reply := f.Reply
 	token := reply.Start[0].FencingToken
 
 	path := "/v1/agent/attempts/" + a.ID + "/ranks/0/"
@@ -259,8 +277,7 @@ func TestAgentFlowAndFencing(t *testing.T) {
 	if n, _ := e.store.NodeGet(ctx, nodeID); n.State != store.NodeLeft {
 		t.Errorf("node %s after leaving, want left", n.State)
 	}
-	status, body = e.do("POST", "/v1/agent/heartbeat", wire.Heartbeat{}, auth)
-	if status != 410 || errorCode(t, body) != "node_gone" {
+	if status, _, body := e.beat(wire.Heartbeat{}, auth); status != 410 || errorCode(t, body) != "node_gone" {
 		t.Errorf("heartbeat of a gone node: %d %s; want 410 node_gone", status, body)
 	}
 }
@@ -301,18 +318,44 @@ func FuzzRequests(f *testing.F) {
 func TestExpiredLeaseIsGone(t *testing.T) {
 	e := newEnv(t)
 	_, auth := e.join()
-	if status, _ := e.do("POST", "/v1/agent/heartbeat", wire.Heartbeat{}, auth); status != 200 {
-		t.Fatalf("heartbeat of a fresh node: %d", status)
+	if _, f, body := e.beat(wire.Heartbeat{}, auth); f == nil || f.Reply == nil {
+		t.Fatalf("heartbeat of a fresh node: %s", body)
 	}
 	if lost := e.srv.leases.Expire(time.Now().Add(time.Hour)); len(lost) != 1 {
 		t.Fatalf("expired %v; want the one node", lost)
 	}
-	status, body := e.do("POST", "/v1/agent/heartbeat", wire.Heartbeat{}, auth)
-	if status != 410 || errorCode(t, body) != "node_gone" {
+	if status, _, body := e.beat(wire.Heartbeat{}, auth); status != 410 || errorCode(t, body) != "node_gone" {
 		t.Errorf("heartbeat after the lease ran out: %d %s; want 410 node_gone", status, body)
 	}
 	wrong := map[string]string{wire.HeaderNode: auth[wire.HeaderNode], "Authorization": "Bearer forged"}
-	if status, body := e.do("POST", "/v1/agent/heartbeat", wire.Heartbeat{}, wrong); status != 401 {
+	if status, _, body := e.beat(wire.Heartbeat{}, wrong); status != 401 {
 		t.Errorf("a forged credential for a gone node: %d %s; want 401", status, body)
+	}
+}
+
+// TestHeartbeatStream: one request carries many heartbeats, each answered
+// in turn; a bad frame is answered with an error frame that names it, and
+// ends the stream.
+func TestHeartbeatStream(t *testing.T) {
+	e := newEnv(t)
+	_, auth := e.join()
+	body := `{"tasks":[]}` + "\n" + `{"tasks":[]}` + "\n" + `{"tasks":[],"extra":1}` + "\n" + `{"tasks":[]}` + "\n"
+	status, out := e.do("POST", "/v1/agent/heartbeats", body, auth)
+	if status != 200 {
+		t.Fatalf("stream: %d %s", status, out)
+	}
+	frames := wire.NewFrameReader(bytes.NewReader(out))
+	for i := range 2 {
+		var f wire.BeatFrame
+		if err := frames.Read(&f); err != nil || f.Reply == nil || f.Reply.LeaseExpiresAt.IsZero() {
+			t.Fatalf("answer %d: %+v, %v", i+1, f, err)
+		}
+	}
+	var f wire.BeatFrame
+	if err := frames.Read(&f); err != nil || f.Error == nil || f.Error.Code != "bad_request" || !strings.Contains(f.Error.Message, "frame 3") {
+		t.Fatalf("answer to the bad frame: %+v, %v; want a bad_request error naming frame 3", f.Error, err)
+	}
+	if err := frames.Read(&f); err != io.EOF {
+		t.Errorf("after the error frame: %v; want the end of the stream", err)
 	}
 }

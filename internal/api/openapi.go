@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"encoding/json"
 	"net/http"
 	"reflect"
@@ -36,16 +37,14 @@ func (s *Server) OpenAPIDocument() map[string]any {
 			op["parameters"] = params
 		}
 		if rt.request != nil {
+			ctype := cmp.Or(rt.media, "application/json")
 			op["requestBody"] = map[string]any{"required": true, "content": map[string]any{
-				"application/json": map[string]any{"schema": g.schema(reflect.TypeOf(rt.request))},
+				ctype: map[string]any{"schema": g.schema(reflect.TypeOf(rt.request))},
 			}}
 		}
 		ok := map[string]any{"description": "success"}
 		if rt.response != nil {
-			ctype := "application/json"
-			if rt.stream {
-				ctype = "text/event-stream"
-			}
+			ctype := cmp.Or(rt.media, "application/json")
 			ok["content"] = map[string]any{ctype: map[string]any{"schema": g.schema(reflect.TypeOf(rt.response))}}
 		}
 		op["responses"] = map[string]any{

@@ -24,7 +24,7 @@ func (s *Server) register() {
 		response: wire.JobDetail{}}, s.cancelJob)
 	s.handle(route{method: "GET", path: "/v1/jobs/{id}/logs", tag: "jobs",
 		summary:  "A job's output (?after=SEQ). With ?follow=true, a text/event-stream of LogEvent until the job ends.",
-		response: wire.LogEvent{}, stream: true}, s.jobLogs)
+		response: wire.LogEvent{}, media: "text/event-stream"}, s.jobLogs)
 	s.handle(route{method: "GET", path: "/v1/jobs/{id}/metrics", tag: "jobs", summary: "A job's metric lines (?after=SEQ).",
 		response: wire.MetricList{}}, s.jobMetrics)
 	s.handle(route{method: "GET", path: "/v1/jobs/{id}/checkpoints", tag: "jobs", summary: "A job's committed checkpoint versions, oldest first.",
@@ -86,8 +86,10 @@ func (s *Server) register() {
 		response: wire.AuditLog{}}, s.auditLog)
 	s.handle(route{method: "POST", path: "/v1/agent/join", tag: "agent", summary: "Trade a pool's join token for a node identity.",
 		request: wire.Join{}, response: wire.Joined{}}, s.join)
-	s.handle(route{method: "POST", path: "/v1/agent/heartbeat", tag: "agent",
-		summary: "Renew the node's lease; learn what to start and stop.", request: wire.Heartbeat{}, response: wire.HeartbeatReply{}}, s.heartbeat)
+	s.handle(route{method: "POST", path: "/v1/agent/heartbeats", tag: "agent", media: wire.MediaLines,
+		summary: "A stream of heartbeats, one per line, each renewing the node's lease; each is answered by a line " +
+			"saying what to start and stop, until an error frame ends the stream.",
+		request: wire.Heartbeat{}, response: wire.BeatFrame{}}, s.heartbeats)
 	s.handle(route{method: "POST", path: "/v1/agent/drain", tag: "agent",
 		summary:  "Drain the node before a clean shutdown: its tasks stop with a grace period and move elsewhere.",
 		response: wire.DrainReply{}}, s.drainSelf)

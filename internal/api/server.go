@@ -102,7 +102,8 @@ type route struct {
 	method, path, summary string
 	tag                   string
 	request, response     any // zero values of the body types, or nil
-	stream                bool
+	// media, when set, is the media type of a streamed body.
+	media string
 }
 
 // handle registers an endpoint and its description.
@@ -128,6 +129,10 @@ func (r *statusRecorder) WriteHeader(code int) {
 	r.ResponseWriter.WriteHeader(code)
 }
 
+// Unwrap lets http.ResponseController reach the connection (deadlines,
+// full duplex).
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
 func (r *statusRecorder) Flush() {
 	if f, ok := r.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
@@ -151,6 +156,14 @@ func badRequest(hint, format string, args ...any) error {
 }
 
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if status, body, ok := s.problem(r, err); ok {
+		writeJSON(w, status, wire.ErrorBody{Error: body})
+	}
+}
+
+// problem turns an error into the status and body it should produce; ok is
+// false when there is nobody to answer (the client went away).
+func (s *Server) problem(r *http.Request, err error) (status int, body wire.Error, ok bool) {
 	var ae *apiError
 	switch {
 	case errors.As(err, &ae):
@@ -175,12 +188,12 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, data.ErrBadName):
 		ae = &apiError{http.StatusBadRequest, wire.Error{Code: "bad_request", Message: err.Error()}}
 	case errors.Is(err, context.Canceled):
-		return // the client went away
+		return 0, wire.Error{}, false
 	default:
 		s.cfg.Logger.Error("request failed", slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("err", err))
 		ae = &apiError{http.StatusInternalServerError, wire.Error{Code: "internal", Message: "internal error: " + err.Error()}}
 	}
-	writeJSON(w, ae.status, wire.ErrorBody{Error: ae.body})
+	return ae.status, ae.body, true
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) error {

@@ -18,12 +18,6 @@ func (c *Client) Join(ctx context.Context, req *wire.Join) (*wire.Joined, error)
 	return &out, c.call(ctx, "POST", "/v1/agent/join", "", req, &out)
 }
 
-// Heartbeat renews the node's lease.
-func (c *Client) Heartbeat(ctx context.Context, req *wire.Heartbeat) (*wire.HeartbeatReply, error) {
-	var out wire.HeartbeatReply
-	return &out, c.call(ctx, "POST", "/v1/agent/heartbeat", "", req, &out)
-}
-
 // Leave tells the server the node is going away.
 func (c *Client) Leave(ctx context.Context) error {
 	return c.call(ctx, "POST", "/v1/agent/leave", "", nil, nil)

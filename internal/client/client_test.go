@@ -2,11 +2,9 @@ package client
 
 import (
 	"errors"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"lode.dev/lode/internal/store"
@@ -76,32 +74,5 @@ func TestServerErrorsMatchDomainErrors(t *testing.T) {
 	}
 	if _, err := New("localhost:7070"); err == nil {
 		t.Error("an address without a scheme: want an error")
-	}
-}
-
-// TestConnectionsAreReused: repeated calls (an agent's heartbeats) travel
-// over one connection rather than opening one each.
-func TestConnectionsAreReused(t *testing.T) {
-	var conns atomic.Int32
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Write([]byte("{\"lease_expires_at\":\"2026-01-01T00:00:00Z\"}\n"))
-	}))
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
-	srv.Start()
-	defer srv.Close()
-	c, _ := New(srv.URL)
-	node := c.WithNode("node-1", "secret")
-	for range 5 {
-		if _, err := node.Heartbeat(t.Context(), &wire.Heartbeat{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if n := conns.Load(); n != 1 {
-		t.Errorf("5 heartbeats opened %d connections, want 1", n)
 	}
 }
