@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -167,9 +168,18 @@ func (s *Server) heartbeats(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) heartbeat(ctx context.Context, nodeID string, req *wire.Heartbeat) (*wire.HeartbeatReply, error) {
 	now := s.cfg.Now().UTC()
 	reply := wire.HeartbeatReply{LeaseExpiresAt: now.Add(s.cfg.LeaseTTL)}
-	names := make([]string, len(req.Tasks))
+	names := make([]string, len(req.Tasks), len(req.Tasks)+1)
 	for i, t := range req.Tasks {
 		names[i] = t.AttemptID + "/" + strconv.Itoa(t.Rank)
+	}
+	if c := req.Capacity; c != nil {
+		if c.MilliCPUs < 0 || c.MemoryBytes < 0 {
+			return nil, badRequest("", "capacity: %d millicpus and %d bytes of memory; neither may be negative", c.MilliCPUs, c.MemoryBytes)
+		}
+		// A changed offer is news like a changed task list: the
+		// heartbeat reads the store and records it.
+		b, _ := json.Marshal(c)
+		names = append(names, "capacity:"+string(b))
 	}
 	live, read := s.leases.Renew(nodeID, now, reply.LeaseExpiresAt, lease.TaskSum(names), readEvery)
 	if !live {
@@ -179,6 +189,9 @@ func (s *Server) heartbeat(ctx context.Context, nodeID string, req *wire.Heartbe
 	if !read {
 		// Nothing changed for this node since it last read: the hot path.
 		return &reply, nil
+	}
+	if err := s.updateCapacity(ctx, nodeID, req.Capacity); err != nil {
+		return nil, err
 	}
 	tasks, err := s.cfg.Store.TaskListByNode(ctx, nodeID)
 	if err != nil {
@@ -236,6 +249,29 @@ func (s *Server) heartbeat(ctx context.Context, nodeID string, req *wire.Heartbe
 		reply.Stop = append(reply.Stop, wire.StopTask{TaskRef: ref, Reason: reason})
 	}
 	return &reply, nil
+}
+
+// updateCapacity records a node's new offer, if it changed, and lets the
+// scheduler know.
+func (s *Server) updateCapacity(ctx context.Context, nodeID string, c *wire.Capacity) error {
+	if c == nil {
+		return nil
+	}
+	n, err := s.cfg.Store.NodeGet(ctx, nodeID)
+	if err != nil {
+		return err
+	}
+	if n.MilliCPUs == c.MilliCPUs && n.MemoryBytes == c.MemoryBytes && slices.Equal(n.GPUs, c.GPUs) {
+		return nil
+	}
+	err = s.cfg.Store.NodeSetCapacity(ctx, &store.NodeSetCapacityParams{
+		NodeID: nodeID, MilliCPUs: c.MilliCPUs, MemoryBytes: c.MemoryBytes, GPUs: c.GPUs})
+	if err != nil {
+		return err
+	}
+	s.cfg.Logger.Info("node capacity changed", "node", nodeID, "millicpus", c.MilliCPUs, "memory", c.MemoryBytes, "gpus", len(c.GPUs))
+	s.cfg.Scheduler.Wake()
+	return nil
 }
 
 // assignment completes a task for its agent: the data keys it needs, the

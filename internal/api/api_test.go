@@ -359,3 +359,30 @@ func TestHeartbeatStream(t *testing.T) {
 		t.Errorf("after the error frame: %v; want the end of the stream", err)
 	}
 }
+
+// TestHeartbeatReportsCapacity: a heartbeat may carry the node's current
+// offer, which replaces what it declared at join; a nonsensical one is
+// refused.
+func TestHeartbeatReportsCapacity(t *testing.T) {
+	e := newEnv(t)
+	nodeID, auth := e.join()
+	gpus := []core.GPU{{Model: "h100", MemoryBytes: 80 << 30}, {Model: "h100", MemoryBytes: 80 << 30}}
+	offer := &wire.Capacity{MilliCPUs: 1500, MemoryBytes: 2 << 30, GPUs: gpus}
+	if _, f, body := e.beat(wire.Heartbeat{Capacity: offer}, auth); f == nil || f.Reply == nil {
+		t.Fatalf("heartbeat with a capacity: %s", body)
+	}
+	n, err := e.store.NodeGet(context.Background(), nodeID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.MilliCPUs != 1500 || n.MemoryBytes != 2<<30 || len(n.GPUs) != 2 || n.GPUs[0].Model != "h100" {
+		t.Errorf("node after the heartbeat: %d millicpus, %d bytes, GPUs %v; want the offer", n.MilliCPUs, n.MemoryBytes, n.GPUs)
+	}
+	bad := &wire.Capacity{MilliCPUs: -1}
+	if _, f, body := e.beat(wire.Heartbeat{Capacity: bad}, auth); f == nil || f.Error == nil || f.Error.Code != "bad_request" {
+		t.Errorf("a negative capacity: %s; want a bad_request frame", body)
+	}
+	if n, _ := e.store.NodeGet(context.Background(), nodeID); n.MilliCPUs != 1500 {
+		t.Errorf("a refused capacity was recorded: %d millicpus", n.MilliCPUs)
+	}
+}

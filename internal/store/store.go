@@ -89,6 +89,10 @@ type Store interface {
 	// again. It returns the attempts asked to stop. ErrNodeGone for a node
 	// that is lost or left.
 	NodeDrain(ctx context.Context, p *NodeDrainParams) ([]string, error)
+	// NodeSetCapacity records what a live node offers now (a Kubernetes
+	// node whose other pods come and go; a rig whose owner took a GPU
+	// back). ErrNodeGone for a node that is lost or left.
+	NodeSetCapacity(ctx context.Context, p *NodeSetCapacityParams) error
 
 	JobCreate(ctx context.Context, j *Job) error
 	JobGet(ctx context.Context, id string) (*Job, error)
@@ -305,6 +309,13 @@ type NodeDrainParams struct {
 	Reason string
 	Undo   bool
 	Now    time.Time
+}
+
+type NodeSetCapacityParams struct {
+	NodeID      string
+	MilliCPUs   int64
+	MemoryBytes int64
+	GPUs        []core.GPU
 }
 
 type NodeLeaveParams struct {

@@ -184,6 +184,17 @@ type TaskRef struct {
 // Heartbeat renews a node's lease and lists the tasks it runs.
 type Heartbeat struct {
 	Tasks []TaskRef `json:"tasks"`
+	// Capacity, when set, is what the node offers now, replacing what it
+	// declared at join: a Kubernetes node whose other pods come and go, a
+	// rig whose owner took a GPU back. Tasks already placed keep running.
+	Capacity *Capacity `json:"capacity,omitempty"`
+}
+
+// Capacity is what a node offers to Lode's tasks, all of them together.
+type Capacity struct {
+	MilliCPUs   int64      `json:"milli_cpus"`
+	MemoryBytes int64      `json:"memory_bytes"`
+	GPUs        []core.GPU `json:"gpus"`
 }
 
 // HeartbeatReply renews the lease and says what to start and what to stop.

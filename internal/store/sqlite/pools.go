@@ -383,6 +383,25 @@ func (s *Store) NodeLeave(ctx context.Context, p *store.NodeLeaveParams) error {
 
 // NodeDrain marks a live node draining (or ready again, with Undo) and asks
 // the live attempts with tasks on it to stop.
+func (s *Store) NodeSetCapacity(ctx context.Context, p *store.NodeSetCapacityParams) error {
+	gpus, err := json.Marshal(p.GPUs)
+	if err != nil {
+		return fmt.Errorf("sqlite: node %s: GPUs: %w", p.NodeID, err)
+	}
+	return s.write(ctx, func(tx *sql.Tx) error {
+		n, err := getNode(ctx, tx, p.NodeID)
+		if err != nil {
+			return err
+		}
+		if err := nodeGone(n); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE nodes SET milli_cpus = ?, memory_bytes = ?, gpus = ? WHERE id = ?`,
+			p.MilliCPUs, p.MemoryBytes, string(gpus), n.ID)
+		return err
+	})
+}
+
 func (s *Store) NodeDrain(ctx context.Context, p *store.NodeDrainParams) ([]string, error) {
 	var asked []string
 	err := s.write(ctx, func(tx *sql.Tx) error {

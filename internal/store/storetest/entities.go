@@ -137,6 +137,32 @@ func testNodeHeartbeat(t *testing.T, open func(t *testing.T) store.Store) {
 	wantErr(t, "NodeLeave of a missing node", f.s.NodeLeave(f.ctx, &store.NodeLeaveParams{NodeID: "node-nope", Now: at(52)}), store.ErrNotFound)
 }
 
+func testNodeSetCapacity(t *testing.T, open func(t *testing.T) store.Store) {
+	f := setup(t, open)
+	p := f.pool()
+	n := f.node(p, lease(30))
+	other := f.node(p, lease(30))
+	gpus := []core.GPU{{Model: "h100", MemoryBytes: 80 * gib}}
+	noErr(t, "NodeSetCapacity", f.s.NodeSetCapacity(f.ctx, &store.NodeSetCapacityParams{
+		NodeID: n.ID, MilliCPUs: 2000, MemoryBytes: 3 * gib, GPUs: gpus}))
+	want := *n
+	want.MilliCPUs, want.MemoryBytes, want.GPUs = 2000, 3*gib, gpus
+	diff(t, "NodeGet after NodeSetCapacity", &want, f.getNode(n.ID))
+	diff(t, "another node after NodeSetCapacity", other, f.getNode(other.ID))
+
+	noErr(t, "NodeSetCapacity to nothing", f.s.NodeSetCapacity(f.ctx, &store.NodeSetCapacityParams{NodeID: n.ID}))
+	got := f.getNode(n.ID)
+	if got.MilliCPUs != 0 || got.MemoryBytes != 0 || len(got.GPUs) != 0 {
+		t.Errorf("after setting no capacity: %d millicpus, %d bytes, %v GPUs", got.MilliCPUs, got.MemoryBytes, got.GPUs)
+	}
+
+	wantErr(t, "NodeSetCapacity of a missing node",
+		f.s.NodeSetCapacity(f.ctx, &store.NodeSetCapacityParams{NodeID: "node-nope"}), store.ErrNotFound)
+	noErr(t, "NodeLeave", f.s.NodeLeave(f.ctx, &store.NodeLeaveParams{NodeID: other.ID, Now: at(5)}))
+	wantErr(t, "NodeSetCapacity of a node that left",
+		f.s.NodeSetCapacity(f.ctx, &store.NodeSetCapacityParams{NodeID: other.ID, MilliCPUs: 1}), store.ErrNodeGone)
+}
+
 func testJobs(t *testing.T, open func(t *testing.T) store.Store) {
 	f := setup(t, open)
 	full := f.job(func(j *store.Job) {

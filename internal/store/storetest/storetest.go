@@ -59,6 +59,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Usage", testUsage},
 		{"Preemption", testPreemption},
 		{"NodeDrain", testNodeDrain},
+		{"NodeSetCapacity", testNodeSetCapacity},
 		{"NodeMarkLost", testNodeMarkLost},
 		{"Audit", testAudit},
 		{"TaskListUnfinished", testTaskListUnfinished},
