@@ -9,9 +9,11 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"lode.dev/lode/internal/client"
 	"lode.dev/lode/internal/core"
 	"lode.dev/lode/internal/data"
 	"lode.dev/lode/internal/sched"
@@ -384,5 +386,85 @@ func TestHeartbeatReportsCapacity(t *testing.T) {
 	}
 	if n, _ := e.store.NodeGet(context.Background(), nodeID); n.MilliCPUs != 1500 {
 		t.Errorf("a refused capacity was recorded: %d millicpus", n.MilliCPUs)
+	}
+}
+
+// TestSubmitIsIdempotentWithAKey: a submission retried with its key answers
+// with the job the first one queued; the key reused for another request is
+// a conflict; nothing is queued twice.
+func TestSubmitIsIdempotentWithAKey(t *testing.T) {
+	e := newEnv(t)
+	submit := func(key string, s spec.Job) (*http.Response, wire.JobDetail) {
+		t.Helper()
+		b, _ := json.Marshal(wire.SubmitJob{Spec: s})
+		req, _ := http.NewRequest("POST", e.http.URL+"/v1/jobs", bytes.NewReader(b))
+		req.Header.Set(wire.HeaderIdempotencyKey, key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var d wire.JobDetail
+		json.NewDecoder(resp.Body).Decode(&d)
+		return resp, d
+	}
+	first, d1 := submit("k-1", validSpec())
+	if first.StatusCode != 201 || first.Header.Get(wire.HeaderReplayed) != "" {
+		t.Fatalf("first submission: %d %v", first.StatusCode, first.Header)
+	}
+	again, d2 := submit("k-1", validSpec())
+	if again.StatusCode != 200 || again.Header.Get(wire.HeaderReplayed) != "true" || d2.ID != d1.ID {
+		t.Errorf("retry: %d %v job %s; want 200, replayed, job %s", again.StatusCode, again.Header, d2.ID, d1.ID)
+	}
+	other := validSpec()
+	other.Name = "something-else"
+	if resp, _ := submit("k-1", other); resp.StatusCode != 409 {
+		t.Errorf("the key reused for another job: %d, want 409", resp.StatusCode)
+	}
+	if resp, _ := submit(strings.Repeat("k", maxIdempotencyKey+1), validSpec()); resp.StatusCode != 400 {
+		t.Errorf("an oversized key: %d, want 400", resp.StatusCode)
+	}
+	if resp, d3 := submit("k-2", validSpec()); resp.StatusCode != 201 || d3.ID == d1.ID {
+		t.Errorf("another key: %d job %s; want a new job", resp.StatusCode, d3.ID)
+	}
+	jobs, _ := e.store.JobList(context.Background(), &store.JobListParams{})
+	if len(jobs) != 2 {
+		t.Errorf("%d jobs queued, want 2 (one per key)", len(jobs))
+	}
+}
+
+// TestClientRetriesASubmitWhoseAnswerWasLost: the server queues the job and
+// the connection breaks before the answer (as when the control plane
+// crashes at that moment); the client sends the submission again with the
+// same key and gets the same job; one job is queued.
+func TestClientRetriesASubmitWhoseAnswerWasLost(t *testing.T) {
+	e := newEnv(t)
+	var cut atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/jobs" && cut.CompareAndSwap(false, true) {
+			e.srv.Handler().ServeHTTP(httptest.NewRecorder(), r) // the job is queued...
+			conn, _, err := http.NewResponseController(w).Hijack()
+			if err == nil {
+				conn.Close() // ...and the answer is lost
+			}
+			return
+		}
+		e.srv.Handler().ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	c, err := client.New(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := c.SubmitJob(t.Context(), &wire.SubmitJob{Spec: validSpec()})
+	if err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	if !cut.Load() {
+		t.Fatal("the first answer was never cut")
+	}
+	jobs, _ := e.store.JobList(context.Background(), &store.JobListParams{})
+	if len(jobs) != 1 || jobs[0].ID != d.ID {
+		t.Errorf("jobs queued: %d (answer named %s); want exactly the one", len(jobs), d.ID)
 	}
 }

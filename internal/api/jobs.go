@@ -1,6 +1,8 @@
 package api
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,11 +26,25 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request) error {
 		return badRequest("fix the spec; `lode run` checks it before it sends it", "invalid job spec: %v", err)
 	}
 	ctx := r.Context()
+	key, hash, err := idempotency(r, &req)
+	if err != nil {
+		return err
+	}
+	if key != "" {
+		// A retry of a submission that got through: answer with its job.
+		j, err := s.cfg.Store.JobGetByIdempotencyKey(ctx, req.Spec.Project, key)
+		if err == nil {
+			return s.replaySubmit(w, r, j, hash)
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+	}
 	now := s.cfg.Now().UTC()
 	job := &store.Job{
 		ID: core.NewID("job"), Name: req.Spec.Name, Project: req.Spec.Project, Spec: req.Spec,
 		State: core.JobQueued, Reason: "waiting for a place to run", Priority: req.Spec.Priority,
-		CreatedAt: now, UpdatedAt: now,
+		CreatedAt: now, UpdatedAt: now, IdempotencyKey: key, RequestHash: hash,
 	}
 	// Check everything the job refers to before anything is written, so a
 	// bad request leaves nothing behind.
@@ -75,6 +91,14 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request) error {
 	}
 	job.DataObject = dataObj.ObjectID
 	if err := s.cfg.Store.JobCreate(ctx, job); err != nil {
+		if key != "" && errors.Is(err, store.ErrConflict) {
+			// The same submission, sent twice at once, lost the race to
+			// its twin (whose answer is this one's too). The data object
+			// made above stays behind, empty and unused.
+			if j, err := s.cfg.Store.JobGetByIdempotencyKey(ctx, req.Spec.Project, key); err == nil {
+				return s.replaySubmit(w, r, j, hash)
+			}
+		}
 		return err
 	}
 	s.metrics.submitted.Inc()
@@ -83,6 +107,39 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request) error {
 	s.cfg.Logger.Info("job submitted", "job", job.ID, "name", job.Name, "project", job.Project)
 	s.cfg.Scheduler.Wake()
 	return writeJSON(w, http.StatusCreated, wire.JobDetail{Job: *job})
+}
+
+// maxIdempotencyKey bounds the Idempotency-Key header.
+const maxIdempotencyKey = 255
+
+// idempotency reads a submission's idempotency key and digests the request,
+// so that a retry can be told from the key's reuse for another job.
+func idempotency(r *http.Request, req *wire.SubmitJob) (key, hash string, err error) {
+	key = r.Header.Get(wire.HeaderIdempotencyKey)
+	if len(key) > maxIdempotencyKey {
+		return "", "", badRequest("use a random key, such as a UUID", "%s header over %d bytes", wire.HeaderIdempotencyKey, maxIdempotencyKey)
+	}
+	if key == "" {
+		return "", "", nil
+	}
+	b, err := json.Marshal(req)
+	if err != nil {
+		return "", "", err
+	}
+	sum := sha256.Sum256(b)
+	return key, hex.EncodeToString(sum[:]), nil
+}
+
+// replaySubmit answers a retried submission with the job it created, or
+// refuses a key reused for a different request.
+func (s *Server) replaySubmit(w http.ResponseWriter, r *http.Request, j *store.Job, hash string) error {
+	if j.RequestHash != hash {
+		return errorf(http.StatusConflict, "conflict", "send a new job with a new key",
+			"%s %q was already used for another submission (job %s)", wire.HeaderIdempotencyKey, j.IdempotencyKey, j.ID)
+	}
+	s.cfg.Logger.Info("job submission retried", "job", j.ID, "project", j.Project)
+	w.Header().Set(wire.HeaderReplayed, "true")
+	return writeJSON(w, http.StatusOK, wire.JobDetail{Job: *j})
 }
 
 func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) error {

@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -147,6 +148,15 @@ func shortNetError(err error) string {
 // call sends in as JSON (when not nil) and decodes the answer into out (when
 // not nil). fence, when set, is sent as the fencing token.
 func (c *Client) call(ctx context.Context, method, path, fence string, in, out any) error {
+	var h http.Header
+	if fence != "" {
+		h = http.Header{wire.HeaderFence: {fence}}
+	}
+	return c.callWith(ctx, method, path, h, in, out)
+}
+
+// callWith is call with any request headers.
+func (c *Client) callWith(ctx context.Context, method, path string, header http.Header, in, out any) error {
 	var body io.Reader
 	ctype := ""
 	if in != nil {
@@ -160,8 +170,8 @@ func (c *Client) call(ctx context.Context, method, path, fence string, in, out a
 	if err != nil {
 		return err
 	}
-	if fence != "" {
-		req.Header.Set(wire.HeaderFence, fence)
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	resp, err := c.do(req)
 	if err != nil {
@@ -187,11 +197,32 @@ func (c *Client) Health(ctx context.Context) error {
 	return c.call(ctx, "GET", "/v1/health", "", nil, nil)
 }
 
-// SubmitJob queues a job.
+// SubmitJob queues a job. The submission carries a fresh idempotency key
+// and is sent again with it while the server cannot be reached, for up to
+// submitRetryFor: a server that crashed after it queued the job answers the
+// retry with that job rather than queueing a second one.
 func (c *Client) SubmitJob(ctx context.Context, req *wire.SubmitJob) (*wire.JobDetail, error) {
-	var out wire.JobDetail
-	return &out, c.call(ctx, "POST", "/v1/jobs", "", req, &out)
+	h := http.Header{wire.HeaderIdempotencyKey: {"submit-" + rand.Text()}}
+	deadline := time.Now().Add(submitRetryFor)
+	wait := 250 * time.Millisecond
+	for {
+		var out wire.JobDetail
+		err := c.callWith(ctx, "POST", "/v1/jobs", h, req, &out)
+		if err == nil || !errors.Is(err, ErrUnreachable) || time.Now().Add(wait).After(deadline) {
+			return &out, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 4*time.Second)
+	}
 }
+
+// submitRetryFor is how long SubmitJob keeps trying to reach the server:
+// long enough for a control plane to restart.
+const submitRetryFor = 20 * time.Second
 
 // Job returns a job with its attempts.
 func (c *Client) Job(ctx context.Context, id string) (*wire.JobDetail, error) {

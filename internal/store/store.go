@@ -94,8 +94,12 @@ type Store interface {
 	// back). ErrNodeGone for a node that is lost or left.
 	NodeSetCapacity(ctx context.Context, p *NodeSetCapacityParams) error
 
+	// JobCreate records a new job. A job whose idempotency key another job
+	// of its project already holds is ErrConflict.
 	JobCreate(ctx context.Context, j *Job) error
 	JobGet(ctx context.Context, id string) (*Job, error)
+	// JobGetByIdempotencyKey finds the job of a project submitted with key.
+	JobGetByIdempotencyKey(ctx context.Context, project, key string) (*Job, error)
 	// JobList lists jobs newest first.
 	JobList(ctx context.Context, p *JobListParams) ([]*Job, error)
 	// JobCancel cancels a queued job at once; for a placed or running job it
@@ -351,6 +355,11 @@ type Job struct {
 	CreatedAt  time.Time `json:"created_at"`
 	UpdatedAt  time.Time `json:"updated_at"`
 	FinishedAt time.Time `json:"finished_at,omitzero"`
+	// IdempotencyKey is the key the job was submitted with, if any, unique
+	// in its project; RequestHash is a digest of that submission, to tell
+	// a retry from the key's reuse for another request.
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
+	RequestHash    string `json:"-"`
 }
 
 // DatasetRef is a dataset version a job mounts.

@@ -23,6 +23,11 @@ const (
 	HeaderFence = "Lode-Fencing-Token"
 	// HeaderNode names the node a request comes from.
 	HeaderNode = "Lode-Node"
+	// HeaderIdempotencyKey makes a job submission safe to retry: a second
+	// submission with the same key (in the same project) answers with the
+	// job the first one created. HeaderReplayed marks such an answer.
+	HeaderIdempotencyKey = "Idempotency-Key"
+	HeaderReplayed       = "Idempotent-Replayed"
 )
 
 // LabelAddr is the node label holding the address other ranks of a gang

@@ -11,7 +11,8 @@ import (
 )
 
 const jobColumns = `id, name, project, spec, state, reason, priority, workdir_object, workdir_manifest, data_object,
-	datasets, current_attempt, attempts, retries, cancel_requested, exit_code, created_at, updated_at, finished_at`
+	datasets, current_attempt, attempts, retries, cancel_requested, exit_code, created_at, updated_at, finished_at,
+	idempotency_key, request_hash`
 
 func scanJob(sc scanner) (*store.Job, error) {
 	var (
@@ -22,7 +23,7 @@ func scanJob(sc scanner) (*store.Job, error) {
 	)
 	if err := sc.Scan(&j.ID, &j.Name, &j.Project, &spec, &j.State, &j.Reason, &j.Priority, &j.WorkdirObject,
 		&j.WorkdirManifest, &j.DataObject, &datasets, &j.CurrentAttempt, &j.Attempts, &retries, &j.CancelRequested,
-		&j.ExitCode, &created, &updated, &finished); err != nil {
+		&j.ExitCode, &created, &updated, &finished, &j.IdempotencyKey, &j.RequestHash); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(spec), &j.Spec); err != nil {
@@ -92,15 +93,23 @@ func (s *Store) JobCreate(ctx context.Context, j *store.Job) error {
 	}
 	return s.write(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO jobs (`+jobColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			j.ID, j.Name, j.Project, string(spec), j.State, j.Reason, j.Priority, j.WorkdirObject, j.WorkdirManifest,
 			j.DataObject, string(datasets), j.CurrentAttempt, j.Attempts, string(retries), j.CancelRequested,
-			j.ExitCode, msec(j.CreatedAt), msec(j.UpdatedAt), nullMsec(j.FinishedAt))
+			j.ExitCode, msec(j.CreatedAt), msec(j.UpdatedAt), nullMsec(j.FinishedAt), j.IdempotencyKey, j.RequestHash)
 		if err != nil {
 			return fmt.Errorf("job %s: %w", j.ID, dbErr(err))
 		}
 		return nil
 	})
+}
+
+func (s *Store) JobGetByIdempotencyKey(ctx context.Context, project, key string) (*store.Job, error) {
+	if key == "" {
+		return nil, fmt.Errorf("sqlite: an empty idempotency key names no job: %w", store.ErrNotFound)
+	}
+	j, err := scanJob(s.r.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE project = ? AND idempotency_key = ?`, project, key))
+	return j, dbErr(notFound(err, "job with idempotency key %q in project %s", key, project))
 }
 
 func (s *Store) JobGet(ctx context.Context, id string) (*store.Job, error) {

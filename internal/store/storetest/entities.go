@@ -371,3 +371,33 @@ func testTimes(t *testing.T, open func(t *testing.T) store.Store) {
 		t.Errorf("JobGet: FinishedAt %v, want zero", gotJ.FinishedAt)
 	}
 }
+
+// testJobIdempotencyKey: a key names one job in its project; a second job
+// with it is a conflict and leaves nothing behind, while another project
+// may use the same key.
+func testJobIdempotencyKey(t *testing.T, open func(t *testing.T) store.Store) {
+	f := setup(t, open)
+	j := f.job(func(j *store.Job) { j.IdempotencyKey, j.RequestHash = "key-1", "hash-1" })
+	got, err := f.s.JobGetByIdempotencyKey(f.ctx, j.Project, "key-1")
+	noErr(t, "JobGetByIdempotencyKey", err)
+	if got.ID != j.ID || got.RequestHash != "hash-1" {
+		t.Errorf("JobGetByIdempotencyKey = %s (hash %q), want %s (hash-1)", got.ID, got.RequestHash, j.ID)
+	}
+	again := *j
+	again.ID = core.NewID("job")
+	wantErr(t, "JobCreate with a taken key", f.s.JobCreate(f.ctx, &again), store.ErrConflict)
+	_, err = f.s.JobGet(f.ctx, again.ID)
+	wantErr(t, "JobGet of the refused job", err, store.ErrNotFound)
+
+	elsewhere := f.job(func(j *store.Job) { j.Project, j.Spec.Project, j.IdempotencyKey = "other", "other", "key-1" })
+	if got, err := f.s.JobGetByIdempotencyKey(f.ctx, "other", "key-1"); err != nil || got.ID != elsewhere.ID {
+		t.Errorf("the same key in another project: %v, %v", got, err)
+	}
+	// Jobs without a key never collide.
+	f.job()
+	f.job()
+	_, err = f.s.JobGetByIdempotencyKey(f.ctx, j.Project, "key-2")
+	wantErr(t, "JobGetByIdempotencyKey of an unused key", err, store.ErrNotFound)
+	_, err = f.s.JobGetByIdempotencyKey(f.ctx, j.Project, "")
+	wantErr(t, "JobGetByIdempotencyKey of no key", err, store.ErrNotFound)
+}

@@ -60,6 +60,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Preemption", testPreemption},
 		{"NodeDrain", testNodeDrain},
 		{"NodeSetCapacity", testNodeSetCapacity},
+		{"JobIdempotencyKey", testJobIdempotencyKey},
 		{"NodeMarkLost", testNodeMarkLost},
 		{"Audit", testAudit},
 		{"TaskListUnfinished", testTaskListUnfinished},
