@@ -218,6 +218,19 @@ func (s *Server) heartbeat(ctx context.Context, nodeID string, req *wire.Heartbe
 			reply.Stop = append(reply.Stop, wire.StopTask{TaskRef: ref, Reason: "asked to stop (preemption or drain); the job resumes elsewhere from its checkpoint"})
 		case a.Task.State == core.TaskAssigned && !running[ref]:
 			as, err := s.assignment(ctx, a)
+			if errors.Is(err, errGrantRefused) {
+				// The task never starts, and its attempt fails: the keys
+				// stay where the policy keeps them.
+				_, err = s.cfg.Store.TaskUpdate(ctx, &store.TaskUpdateParams{
+					Fence: store.Fence{AttemptID: a.Task.AttemptID, Token: a.FencingToken}, Rank: a.Task.Rank,
+					State: core.TaskExited, ExitCode: -1, Message: err.Error(), Now: now})
+				if err != nil && !errors.Is(err, store.ErrFenced) {
+					return nil, err
+				}
+				s.leases.Notify(a.Ranks...)
+				s.cfg.Scheduler.Wake()
+				continue
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -274,9 +287,42 @@ func (s *Server) updateCapacity(ctx context.Context, nodeID string, c *wire.Capa
 	return nil
 }
 
+// errGrantRefused is a node refused a job's keys by the data policy.
+var errGrantRefused = errors.New("grant refused")
+
+// checkGrant enforces the data policy a second time, where keys leave the
+// control plane: the node's pool must be one the policy lets the job's data
+// run on, whatever placed the task there. A refusal is recorded in the
+// audit log; it is forbidden (403) and matches errGrantRefused.
+func (s *Server) checkGrant(ctx context.Context, a *store.Assignment) error {
+	n, err := s.cfg.Store.NodeGet(ctx, a.Task.NodeID)
+	if err != nil {
+		return err
+	}
+	p, err := s.cfg.Store.PoolGet(ctx, n.PoolID)
+	if err != nil {
+		return err
+	}
+	sp := a.Job.Spec
+	verdict := s.cfg.Policy.Admits(sp.Classification, sp.Placement.MinTrust, p.Tier, p.Region)
+	if verdict == nil {
+		return nil
+	}
+	s.record(ctx, audit.GrantRefused, "node:"+n.ID, a.Task.AttemptID, a.Job.Project,
+		map[string]string{"job": a.Job.ID, "pool": p.Name, "reason": verdict.Error()})
+	s.cfg.Logger.Error("refused a job's keys to a node the data policy excludes; the placement was wrong",
+		"job", a.Job.ID, "node", n.ID, "pool", p.Name, "reason", verdict)
+	return &apiError{status: http.StatusForbidden, body: wire.Error{Code: "forbidden",
+		Message: fmt.Sprintf("%s: pool %s may not hold job %s's data: %v", errGrantRefused, p.Name, a.Job.ID, verdict)},
+		cause: errGrantRefused}
+}
+
 // assignment completes a task for its agent: the data keys it needs, the
 // checkpoint to restore and the gang's rendezvous address.
 func (s *Server) assignment(ctx context.Context, a *store.Assignment) (*wire.Assignment, error) {
+	if err := s.checkGrant(ctx, a); err != nil {
+		return nil, err
+	}
 	out := &wire.Assignment{Assignment: *a, Keys: map[string][]byte{}}
 	objects := []string{a.Job.DataObject}
 	if a.Job.WorkdirObject != "" {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"lode.dev/lode/internal/audit"
 	"lode.dev/lode/internal/client"
 	"lode.dev/lode/internal/core"
 	"lode.dev/lode/internal/data"
@@ -466,5 +467,57 @@ func TestClientRetriesASubmitWhoseAnswerWasLost(t *testing.T) {
 	jobs, _ := e.store.JobList(context.Background(), &store.JobListParams{})
 	if len(jobs) != 1 || jobs[0].ID != d.ID {
 		t.Errorf("jobs queued: %d (answer named %s); want exactly the one", len(jobs), d.ID)
+	}
+}
+
+// TestKeysAreRefusedWhereThePolicyForbids: a confidential job placed on a
+// community pool's node (as a scheduler bug would) gets no keys there: the
+// heartbeat starts nothing, the attempt fails, and the audit log records the
+// refusal and no grant.
+func TestKeysAreRefusedWhereThePolicyForbids(t *testing.T) {
+	e := newEnv(t) // its pool is a community pool
+	ctx := context.Background()
+	nodeID, auth := e.join()
+	sp := validSpec()
+	sp.Classification = core.ClassConfidential
+	status, body := e.do("POST", "/v1/jobs", wire.SubmitJob{Spec: sp}, nil)
+	if status != 201 {
+		t.Fatalf("submit: %d %s", status, body)
+	}
+	var d wire.JobDetail
+	json.Unmarshal(body, &d)
+	a, err := e.store.AttemptCreate(ctx, &store.AttemptCreateParams{JobID: d.ID, PoolID: e.pool.ID, NodeIDs: []string{nodeID}, Now: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, f, body := e.beat(wire.Heartbeat{}, auth)
+	if f == nil || f.Reply == nil || len(f.Reply.Start) != 0 {
+		t.Fatalf("heartbeat: %s; want an answer that starts nothing", body)
+	}
+	got, err := e.store.AttemptGet(ctx, a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != core.AttemptFailed {
+		t.Errorf("attempt %s, want failed", got.State)
+	}
+	entries, err := e.store.AuditList(ctx, &store.AuditListParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refused bool
+	for _, en := range entries {
+		if en.Event.Subject != a.ID {
+			continue
+		}
+		switch en.Event.Kind {
+		case audit.GrantRefused:
+			refused = true
+		case audit.KeyGranted:
+			t.Errorf("the audit log records a grant for the attempt: %+v", en.Event)
+		}
+	}
+	if !refused {
+		t.Error("the audit log does not record the refusal")
 	}
 }

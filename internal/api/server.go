@@ -54,6 +54,9 @@ type Config struct {
 	Leases *lease.Book
 	// AuditKey is the public key that verifies the audit log's checkpoints.
 	AuditKey ed25519.PublicKey
+	// Policy is the data policy the scheduler places by, checked again
+	// before a node gets a job's keys; the zero value is the default.
+	Policy sched.Policy
 }
 
 // Scheduler is the part of the control loop the API talks to.
@@ -143,9 +146,11 @@ func (r *statusRecorder) Flush() {
 type apiError struct {
 	status int
 	body   wire.Error
+	cause  error // matched by errors.Is, if set
 }
 
 func (e *apiError) Error() string { return e.body.Message }
+func (e *apiError) Unwrap() error { return e.cause }
 
 func errorf(status int, code, hint, format string, args ...any) error {
 	return &apiError{status: status, body: wire.Error{Code: code, Message: fmt.Sprintf(format, args...), Hint: hint}}
@@ -168,30 +173,30 @@ func (s *Server) problem(r *http.Request, err error) (status int, body wire.Erro
 	switch {
 	case errors.As(err, &ae):
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, data.ErrNotFound):
-		ae = &apiError{http.StatusNotFound, wire.Error{Code: "not_found", Message: err.Error()}}
+		ae = &apiError{status: http.StatusNotFound, body: wire.Error{Code: "not_found", Message: err.Error()}}
 	case errors.Is(err, store.ErrConflict), errors.Is(err, core.ErrTransition):
-		ae = &apiError{http.StatusConflict, wire.Error{Code: "conflict", Message: err.Error()}}
+		ae = &apiError{status: http.StatusConflict, body: wire.Error{Code: "conflict", Message: err.Error()}}
 	case errors.Is(err, store.ErrFenced):
 		s.metrics.fenced.Inc()
 		s.record(r.Context(), audit.WriteFenced, "node:"+r.Header.Get(wire.HeaderNode), r.PathValue("attempt"), "",
 			map[string]string{"path": r.URL.Path})
-		ae = &apiError{http.StatusConflict, wire.Error{Code: "fenced", Message: err.Error(),
+		ae = &apiError{status: http.StatusConflict, body: wire.Error{Code: "fenced", Message: err.Error(),
 			Hint: "this attempt is no longer current; stop the task"}}
 	case errors.Is(err, store.ErrNodeGone):
-		ae = &apiError{http.StatusGone, wire.Error{Code: "node_gone", Message: err.Error(),
+		ae = &apiError{status: http.StatusGone, body: wire.Error{Code: "node_gone", Message: err.Error(),
 			Hint: "stop this node's tasks and join again"}}
 	case errors.Is(err, data.ErrNoSpace):
 		s.cfg.Logger.Error("blob store is full", slog.Any("err", err))
-		ae = &apiError{http.StatusInsufficientStorage, wire.Error{Code: "no_space",
+		ae = &apiError{status: http.StatusInsufficientStorage, body: wire.Error{Code: "no_space",
 			Message: "the control plane's blob store is out of space; the upload was not committed",
 			Hint:    "free space where the server keeps its blobs, or point --blob-url at larger storage"}}
 	case errors.Is(err, data.ErrBadName):
-		ae = &apiError{http.StatusBadRequest, wire.Error{Code: "bad_request", Message: err.Error()}}
+		ae = &apiError{status: http.StatusBadRequest, body: wire.Error{Code: "bad_request", Message: err.Error()}}
 	case errors.Is(err, context.Canceled):
 		return 0, wire.Error{}, false
 	default:
 		s.cfg.Logger.Error("request failed", slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("err", err))
-		ae = &apiError{http.StatusInternalServerError, wire.Error{Code: "internal", Message: "internal error: " + err.Error()}}
+		ae = &apiError{status: http.StatusInternalServerError, body: wire.Error{Code: "internal", Message: "internal error: " + err.Error()}}
 	}
 	return ae.status, ae.body, true
 }

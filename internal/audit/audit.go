@@ -27,6 +27,7 @@ const (
 	NodeLost           = "node.lost"
 	NodeDrained        = "node.drained"
 	KeyGranted         = "key.granted"
+	GrantRefused       = "grant.refused"
 	ArtifactDownloaded = "artifact.downloaded"
 	DatasetCommitted   = "dataset.committed"
 	PoolChanged        = "pool.changed"

@@ -482,3 +482,36 @@ func TestTakeGPUs(t *testing.T) {
 		t.Error("h100 from a node of a100s: want false")
 	}
 }
+
+func TestPolicyAdmits(t *testing.T) {
+	regional := Policy{Rules: []PolicyRule{{Classification: core.ClassConfidential, MinTier: core.TierCertified, Regions: []string{"eu"}}}}
+	tests := []struct {
+		name      string
+		pol       Policy
+		class     core.Classification
+		minTrust  core.Tier
+		tier      core.Tier
+		region    string
+		wantError string // "" when admitted
+	}{
+		{"public on community", Policy{}, core.ClassPublic, core.TierCommunity, core.TierCommunity, "", ""},
+		{"confidential on community", Policy{}, core.ClassConfidential, core.TierCommunity, core.TierCommunity, "", "below certified"},
+		{"confidential on certified", Policy{}, core.ClassConfidential, core.TierCommunity, core.TierCertified, "us", ""},
+		{"restricted on certified", Policy{}, core.ClassRestricted, core.TierCommunity, core.TierCertified, "", "below private"},
+		{"public under the job's own min_trust", Policy{}, core.ClassPublic, core.TierPrivate, core.TierCertified, "", "min_trust"},
+		{"confidential in the wrong region", regional, core.ClassConfidential, core.TierCommunity, core.TierPrivate, "us", "region"},
+		{"confidential in the right region", regional, core.ClassConfidential, core.TierCommunity, core.TierCertified, "eu", ""},
+		{"a class without a rule", regional, core.ClassPublic, core.TierCommunity, core.TierPrivate, "eu", "no rule"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.pol.Admits(tt.class, tt.minTrust, tt.tier, tt.region)
+			switch {
+			case tt.wantError == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case tt.wantError != "" && (err == nil || !strings.Contains(err.Error(), tt.wantError)):
+				t.Errorf("err = %v, want one mentioning %q", err, tt.wantError)
+			}
+		})
+	}
+}

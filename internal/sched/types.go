@@ -1,6 +1,7 @@
 package sched
 
 import (
+	"fmt"
 	"maps"
 	"time"
 
@@ -249,4 +250,28 @@ var DefaultThroughput = map[string]float64{
 	"a10":     0.4,
 	"rtx3080": 0.4,
 	"t4":      0.15,
+}
+
+// Admits checks, outside any scheduling cycle, that the policy lets data of
+// class run on a pool of tier in region, and that the tier meets the job's
+// own minimum; the error says why not. The control plane asks it again
+// when a node asks for a job's data keys, so a placement bug cannot leak
+// data where the policy forbids it. The zero policy is DefaultPolicy().
+func (pol Policy) Admits(class core.Classification, minTrust, tier core.Tier, region string) error {
+	if len(pol.Rules) == 0 {
+		pol = DefaultPolicy()
+	}
+	if tier < minTrust {
+		return fmt.Errorf("trust tier %s is below the job's min_trust %s", tier, minTrust)
+	}
+	code, r := policyVerdict(&pol, class, &Pool{Tier: tier, Region: region})
+	switch code {
+	case fine:
+		return nil
+	case refPolicyTier:
+		return fmt.Errorf("trust tier %s is below %s, which %s data needs", tier, r.MinTier, class)
+	case refPolicyRegion:
+		return fmt.Errorf("region %q is not among %v, where the policy lets %s data run", region, r.Regions, class)
+	}
+	return fmt.Errorf("the policy has no rule for %s data", class)
 }
