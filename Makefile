@@ -59,3 +59,12 @@ bench: ## Run the benchmarks; figures are ratios against baselines measured in t
 .PHONY: clean
 clean: ## Remove build outputs
 	rm -rf bin lode-outputs
+
+.PHONY: engines
+engines: ## Build the Kubernetes engines the tests use into ~/.cache/lode/engines
+	scripts/kube/build.sh
+
+.PHONY: image
+image: ## Build the minimal lode image (static binary at /lode, from scratch) into bin/lode-image.tar, for `docker load`
+	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o bin/lode-static ./cmd/lode
+	$(GO) run ./scripts/image -binary bin/lode-static -tag lode:$(VERSION) -o bin/lode-image.tar

@@ -25,9 +25,10 @@ import (
 	"lode.dev/lode/internal/wire"
 )
 
-// task runs one rank of an attempt on this node.
+// task runs one rank of an attempt on this node. An agent runs many, side
+// by side; `lode runner` runs one with no agent around it (RunTask).
 type task struct {
-	agent *Agent
+	host  taskHost
 	c     *client.Client
 	as    wire.Assignment
 	fence store.Fence
@@ -45,15 +46,56 @@ type task struct {
 	stopReason string
 	report     bool
 	done       chan struct{}
+	// end is how the task ended, set before done is closed; fenced is set
+	// when the server refused a write because the attempt is no longer
+	// current. Only the goroutine running run touches them.
+	end    TaskEnd
+	fenced bool
+}
+
+// taskHost is what a task needs from whatever runs it.
+type taskHost struct {
+	// dir is the task's own directory; it holds decrypted data and is
+	// removed when the task ends.
+	dir   string
+	guard string
+	// pinGPUs sets CUDA_VISIBLE_DEVICES to the task's GPUs, which hides
+	// the node's other GPUs (an agent shares its node between tasks). A
+	// runner leaves the variable as its container was given it.
+	pinGPUs              bool
+	syncEvery, stopGrace time.Duration
+	// stdout and stderr, when set, get a copy of the command's output as it
+	// is shipped: a runner's own output is what `kubectl logs` shows.
+	stdout, stderr io.Writer
+	log            *slog.Logger
 }
 
 func newTask(a *Agent, c *client.Client, as wire.Assignment, gpus []int) *task {
+	return newTaskOn(taskHost{
+		dir:   filepath.Join(a.cfg.Dir, "tasks", fmt.Sprintf("%s-r%d", as.Task.AttemptID, as.Task.Rank)),
+		guard: a.cfg.Guard, pinGPUs: len(a.cfg.GPUs) > 0,
+		syncEvery: a.cfg.SyncEvery, stopGrace: a.cfg.StopGrace, log: a.log,
+	}, c, as, gpus)
+}
+
+func newTaskOn(h taskHost, c *client.Client, as wire.Assignment, gpus []int) *task {
 	return &task{
-		agent: a, c: c, as: as, gpus: gpus, rank: as.Task.Rank,
+		host: h, c: c, as: as, gpus: gpus, rank: as.Task.Rank, dir: h.dir,
 		fence:  store.Fence{AttemptID: as.Task.AttemptID, Token: as.FencingToken},
-		log:    a.log.With(slog.String("job", as.Job.ID), slog.String("attempt", as.Task.AttemptID), slog.Int("rank", as.Task.Rank)),
+		log:    h.log.With(slog.String("job", as.Job.ID), slog.String("attempt", as.Task.AttemptID), slog.Int("rank", as.Task.Rank)),
 		stopCh: make(chan struct{}), done: make(chan struct{}),
 	}
+}
+
+// TaskEnd is how a task ended: its state, exit code and why. Reported says
+// whether the server took the report; a task whose attempt is no longer
+// current (Fenced) reports nothing.
+type TaskEnd struct {
+	State    core.TaskState
+	ExitCode int
+	Message  string
+	Fenced   bool
+	Reported bool
 }
 
 // stop asks the task to end; report says whether to tell the server it was
@@ -74,7 +116,6 @@ var errFenced = errors.New("attempt is no longer current")
 // is removed before run returns.
 func (t *task) run(ctx context.Context) {
 	defer close(t.done)
-	t.dir = filepath.Join(t.agent.cfg.Dir, "tasks", fmt.Sprintf("%s-r%d", t.fence.AttemptID, t.rank))
 	defer func() {
 		if err := os.RemoveAll(t.dir); err != nil {
 			t.log.Error("could not remove task directory", slog.String("dir", t.dir), slog.Any("err", err))
@@ -87,6 +128,7 @@ func (t *task) run(ctx context.Context) {
 	err := t.untilReachable(ctx, "preparing the task", func() error { return t.prepare(ctx) })
 	if err != nil {
 		if ctx.Err() != nil || errors.Is(err, errFenced) {
+			t.end = TaskEnd{State: core.TaskKilled, ExitCode: -1, Message: "not started: " + err.Error(), Fenced: errors.Is(err, errFenced)}
 			return
 		}
 		if t.stopping() {
@@ -111,6 +153,8 @@ func (t *task) run(ctx context.Context) {
 	})
 	if err != nil {
 		t.log.Warn("could not report the task running; not starting it", slog.Any("err", err))
+		t.end = TaskEnd{State: core.TaskKilled, ExitCode: -1, Message: "not started: could not report it running: " + err.Error(),
+			Fenced: errors.Is(err, store.ErrFenced)}
 		return
 	}
 	code, msg, state := t.execute(ctx)
@@ -155,6 +199,7 @@ func (t *task) untilReachable(ctx context.Context, what string, fn func() error)
 
 // finish reports the task's end, retrying while the server is unreachable.
 func (t *task) finish(ctx context.Context, state core.TaskState, code int, msg string) {
+	t.end = TaskEnd{State: state, ExitCode: code, Message: msg, Fenced: t.fenced}
 	if state == core.TaskKilled && !t.report {
 		return
 	}
@@ -166,6 +211,8 @@ func (t *task) finish(ctx context.Context, state core.TaskState, code int, msg s
 			if err != nil && !errors.Is(err, store.ErrFenced) {
 				t.log.Error("could not report the task's end", slog.Any("err", err))
 			}
+			t.end.Reported = err == nil
+			t.end.Fenced = t.end.Fenced || errors.Is(err, store.ErrFenced)
 			t.log.Info("task ended", slog.String("state", string(state)), slog.Int("exit_code", code))
 			return
 		}
@@ -280,7 +327,7 @@ func (t *task) env() []string {
 	for _, d := range job.Datasets {
 		vars["LODE_DATASET_"+envName(d.Name)] = t.resolve(d.Mount)
 	}
-	if len(t.agent.cfg.GPUs) > 0 {
+	if t.host.pinGPUs {
 		ids := make([]string, len(t.gpus))
 		for i, g := range t.gpus {
 			ids[i] = strconv.Itoa(g)
@@ -334,7 +381,7 @@ func (t *task) execute(ctx context.Context) (int, string, core.TaskState) {
 	if err != nil {
 		return -1, err.Error(), core.TaskExited
 	}
-	proc, err := startProcess(t.agent.cfg.Guard, job.Spec.Command, t.work, t.env(), stdoutW, stderrW)
+	proc, err := startProcess(t.host.guard, job.Spec.Command, t.work, t.env(), stdoutW, stderrW)
 	stdoutW.Close()
 	stderrW.Close()
 	if err != nil {
@@ -353,8 +400,8 @@ func (t *task) execute(ctx context.Context) (int, string, core.TaskState) {
 	defer cancelShip()
 	var shipping sync.WaitGroup
 	shipping.Add(2)
-	go func() { defer shipping.Done(); t.shipOutput(shipCtx, store.Stdout, stdoutR, onFenced) }()
-	go func() { defer shipping.Done(); t.shipOutput(shipCtx, store.Stderr, stderrR, onFenced) }()
+	go func() { defer shipping.Done(); t.shipOutput(shipCtx, store.Stdout, stdoutR, t.host.stdout, onFenced) }()
+	go func() { defer shipping.Done(); t.shipOutput(shipCtx, store.Stderr, stderrR, t.host.stderr, onFenced) }()
 
 	exited := make(chan struct{})
 	var code int
@@ -365,7 +412,7 @@ func (t *task) execute(ctx context.Context) (int, string, core.TaskState) {
 	}()
 
 	sync := newSyncer(t)
-	tick := time.NewTicker(t.agent.cfg.SyncEvery)
+	tick := time.NewTicker(t.host.syncEvery)
 	defer tick.Stop()
 	state, msg := core.TaskExited, ""
 	stopping := false
@@ -397,7 +444,7 @@ func (t *task) execute(ctx context.Context) (int, string, core.TaskState) {
 				go func() {
 					select {
 					case <-exited:
-					case <-time.After(t.agent.cfg.StopGrace):
+					case <-time.After(t.host.stopGrace):
 						proc.kill()
 					}
 				}()
@@ -415,6 +462,7 @@ func (t *task) execute(ctx context.Context) (int, string, core.TaskState) {
 	}
 	select {
 	case <-fenced:
+		t.fenced = true
 		return code, "fenced", core.TaskKilled
 	default:
 	}
@@ -446,8 +494,9 @@ func (t *task) execute(ctx context.Context) (int, string, core.TaskState) {
 }
 
 // shipOutput forwards one output stream in pieces of at most 64 KiB, sent
-// at least every 200 ms while output flows.
-func (t *task) shipOutput(ctx context.Context, stream store.LogStream, r io.ReadCloser, onFenced func()) {
+// at least every 200 ms while output flows, and copies it to echo (when
+// not nil) as it comes.
+func (t *task) shipOutput(ctx context.Context, stream store.LogStream, r io.ReadCloser, echo io.Writer, onFenced func()) {
 	defer r.Close()
 	lines := make(chan []byte, 64)
 	go func() {
@@ -456,6 +505,9 @@ func (t *task) shipOutput(ctx context.Context, stream store.LogStream, r io.Read
 		for {
 			line, err := br.ReadSlice('\n')
 			if len(line) > 0 {
+				if echo != nil {
+					_, _ = echo.Write(line)
+				}
 				lines <- bytes.Clone(line)
 			}
 			if err != nil && !errors.Is(err, bufio.ErrBufferFull) {

@@ -386,9 +386,9 @@ func (s *Server) leave(w http.ResponseWriter, r *http.Request) error {
 }
 
 // fence reads the attempt, rank and fencing token of a worker's write, after
-// authenticating its node.
+// authenticating its caller: an agent's node, or a runner (taskCaller).
 func (s *Server) fence(r *http.Request) (store.Fence, int, error) {
-	if _, err := s.node(r); err != nil {
+	if err := s.taskCaller(r); err != nil {
 		return store.Fence{}, 0, err
 	}
 	f := store.Fence{AttemptID: r.PathValue("attempt"), Token: r.Header.Get(wire.HeaderFence)}

@@ -104,6 +104,10 @@ func (s *Server) register() {
 		summary: "Commit a new checkpoint version (fenced).", request: wire.Commit{}}, s.commitCheckpoint)
 	s.handle(route{method: "POST", path: "/v1/agent/attempts/{attempt}/artifacts", tag: "agent",
 		summary: "Commit the attempt's outputs (fenced).", request: wire.Commit{}}, s.commitArtifact)
+	s.handle(route{method: "GET", path: "/v1/agent/attempts/{attempt}/ranks/{rank}/assignment", tag: "agent",
+		summary: "A task waiting to start, for the worker holding its attempt's fencing token (lode runner): " +
+			"the job, its data keys, the checkpoint to restore (fenced; no node credential needed).",
+		response: wire.Assignment{}}, s.runnerAssignment)
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) error {

@@ -81,6 +81,7 @@ training that resumes from its last checkpoint when a node disappears.`,
 		serverCmd(g), agentCmd(g), runCmd(g), psCmd(g), statusCmd(g), logsCmd(g), cancelCmd(g),
 		poolsCmd(g), nodesCmd(g), dataCmd(g), artifactsCmd(g), guardCmd(),
 		explainCmd(g), costCmd(g), projectsCmd(g), simCmd(g), auditCmd(g),
+		runnerCmd(g),
 	)
 	return root
 }
