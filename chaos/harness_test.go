@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"lode.dev/lode/internal/client"
+	lodeserver "lode.dev/lode/internal/server"
 )
 
 // lodeBin and trainerBin are built once for the package.
@@ -243,9 +244,15 @@ func (s *server) start() error {
 	if err != nil {
 		return fmt.Errorf("server: %w; output:\n%s", err, p.out.String())
 	}
-	if s.c, err = client.New(m[1]); err != nil {
+	c, err := client.New(m[1])
+	if err != nil {
 		return err
 	}
+	tok, err := lodeserver.ReadAdminToken(s.dir)
+	if err != nil {
+		return err
+	}
+	s.c = c.WithToken(tok)
 	return nil
 }
 

@@ -21,6 +21,7 @@ import (
 
 	"lode.dev/lode/internal/client"
 	"lode.dev/lode/internal/core"
+	"lode.dev/lode/internal/server"
 	"lode.dev/lode/internal/wire"
 )
 
@@ -170,8 +171,10 @@ type cluster struct {
 	dataDir string
 	url     string
 	server  *proc
-	c       *client.Client
+	c       *client.Client // as the administrator
 	args    []string
+	// adminToken is the token the server's first start made.
+	adminToken string
 }
 
 var servingRE = regexp.MustCompile(`serving on (http://\S+)`)
@@ -195,7 +198,10 @@ func (cl *cluster) startServerProcess() {
 	if err != nil {
 		cl.t.Fatal(err)
 	}
-	cl.c = c
+	if cl.adminToken, err = server.ReadAdminToken(cl.dataDir); err != nil {
+		cl.t.Fatal(err)
+	}
+	cl.c = c.WithToken(cl.adminToken)
 }
 
 // restartServer stops the server with sig and starts it again on the same
@@ -229,7 +235,7 @@ func (cl *cluster) startAgent(name string, extra ...string) *proc {
 // run runs a lode CLI command against this cluster.
 func (cl *cluster) run(args ...string) (int, string, string) {
 	cl.t.Helper()
-	return lode(cl.t, nil, append(args, "--server", cl.url)...)
+	return lode(cl.t, []string{"LODE_TOKEN=" + cl.adminToken}, append(args, "--server", cl.url)...)
 }
 
 // job returns a job's details.

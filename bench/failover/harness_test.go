@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"lode.dev/lode/internal/client"
+	lodeserver "lode.dev/lode/internal/server"
 )
 
 // The lode binary is built once, by the first benchmark that needs it, so
@@ -170,7 +171,8 @@ func startServer(b *testing.B, extra ...string) *server {
 	if err != nil {
 		b.Fatal(err)
 	}
-	args := append([]string{"server", "--data-dir", b.TempDir(), "--listen", addr, "--no-local-pool"}, extra...)
+	dir := b.TempDir()
+	args := append([]string{"server", "--data-dir", dir, "--listen", addr, "--no-local-pool"}, extra...)
 	p, err := startProc(bin, "lode server", args...)
 	if err != nil {
 		b.Fatal(err)
@@ -189,7 +191,11 @@ func startServer(b *testing.B, extra ...string) *server {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return &server{proc: p, url: m[1], c: c}
+	tok, err := lodeserver.ReadAdminToken(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &server{proc: p, url: m[1], c: c.WithToken(tok)}
 }
 
 func (s *server) joinToken(b *testing.B) string {

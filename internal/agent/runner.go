@@ -74,6 +74,9 @@ func RunTask(ctx context.Context, cfg RunnerConfig) (TaskEnd, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	fence := store.Fence{AttemptID: cfg.AttemptID, Token: cfg.FencingToken}
+	// Every request, the data it reads and writes included, authenticates
+	// with the attempt's fencing token: a runner has no other credential.
+	c = c.WithAttempt(cfg.AttemptID, cfg.FencingToken)
 	as, err := fetchAssignment(ctx, c, fence, cfg.Rank, log)
 	if err != nil {
 		return TaskEnd{}, err

@@ -35,6 +35,7 @@ type env struct {
 	http  *httptest.Server
 	store store.Store
 	pool  *store.Pool
+	admin string // the administrator's token
 }
 
 // newEnv serves the API over real SQLite, a real key file and a real
@@ -70,8 +71,31 @@ func newEnv(t testing.TB) *env {
 		HeartbeatInterval: time.Second, LeaseTTL: 5 * time.Second, PublicURL: "http://lode.test"})
 	hs := httptest.NewServer(s.Handler())
 	t.Cleanup(hs.Close)
-	return &env{t: t, srv: s, http: hs, store: st, pool: pool}
+	e := &env{t: t, srv: s, http: hs, store: st, pool: pool}
+	e.admin = e.user("admin", true)
+	return e
 }
+
+// anonymous, as a header of do, sends the request with no credential.
+const anonymous = "X-Test-Anonymous"
+
+// user makes a user and returns a token of theirs.
+func (e *env) user(name string, admin bool) string {
+	e.t.Helper()
+	ctx := context.Background()
+	u := &store.User{ID: core.NewID("user"), Name: name, Admin: admin}
+	if err := e.store.UserCreate(ctx, u); err != nil {
+		e.t.Fatal(err)
+	}
+	id, secret, hash := NewToken()
+	if err := e.store.TokenCreate(ctx, &store.Token{ID: id, UserID: u.ID, Name: "test", Hash: hash}); err != nil {
+		e.t.Fatal(err)
+	}
+	return secret
+}
+
+// as returns headers that authenticate with a user's token.
+func as(token string) map[string]string { return map[string]string{"Authorization": "Bearer " + token} }
 
 // do sends a request and returns the status and body.
 func (e *env) do(method, path string, body any, header map[string]string) (int, []byte) {
@@ -88,8 +112,13 @@ func (e *env) do(method, path string, body any, header map[string]string) (int, 
 		r = bytes.NewReader(j)
 	}
 	req, _ := http.NewRequest(method, e.http.URL+path, r)
+	if header[wire.HeaderNode] == "" && header["Authorization"] == "" && header[wire.HeaderFence] == "" && header[anonymous] == "" {
+		req.Header.Set("Authorization", "Bearer "+e.admin) // the administrator, unless the test says who
+	}
 	for k, v := range header {
-		req.Header.Set(k, v)
+		if k != anonymous {
+			req.Header.Set(k, v)
+		}
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -400,6 +429,7 @@ func TestSubmitIsIdempotentWithAKey(t *testing.T) {
 		b, _ := json.Marshal(wire.SubmitJob{Spec: s})
 		req, _ := http.NewRequest("POST", e.http.URL+"/v1/jobs", bytes.NewReader(b))
 		req.Header.Set(wire.HeaderIdempotencyKey, key)
+		req.Header.Set("Authorization", "Bearer "+e.admin)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -457,6 +487,7 @@ func TestClientRetriesASubmitWhoseAnswerWasLost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	c = c.WithToken(e.admin)
 	d, err := c.SubmitJob(t.Context(), &wire.SubmitJob{Spec: validSpec()})
 	if err != nil {
 		t.Fatalf("submit: %v", err)

@@ -39,7 +39,7 @@ func (s *Server) drain(w http.ResponseWriter, r *http.Request, nodeID string, un
 		return err
 	}
 	s.leases.Notify(nodeID)
-	s.record(r.Context(), audit.NodeDrained, "user", nodeID, "", map[string]string{"undo": strconv.FormatBool(undo), "reason": reason})
+	s.record(r.Context(), audit.NodeDrained, actor(r.Context()), nodeID, "", map[string]string{"undo": strconv.FormatBool(undo), "reason": reason})
 	s.cfg.Scheduler.Wake()
 	return writeJSON(w, http.StatusOK, wire.DrainReply{Stopping: nonNil(asked)})
 }

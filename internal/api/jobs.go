@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -24,6 +25,9 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err := spec.Validate(&req.Spec); err != nil {
 		return badRequest("fix the spec; `lode run` checks it before it sends it", "invalid job spec: %v", err)
+	}
+	if err := allow(r, req.Spec.Project, core.RoleMember); err != nil {
+		return err
 	}
 	ctx := r.Context()
 	key, hash, err := idempotency(r, &req)
@@ -102,7 +106,7 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.metrics.submitted.Inc()
-	s.record(ctx, audit.JobSubmitted, "user", job.ID, job.Project,
+	s.record(ctx, audit.JobSubmitted, actor(r.Context()), job.ID, job.Project,
 		map[string]string{"name": job.Name, "classification": job.Spec.Classification.String()})
 	s.cfg.Logger.Info("job submitted", "job", job.ID, "name", job.Name, "project", job.Project)
 	s.cfg.Scheduler.Wake()
@@ -155,15 +159,30 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) error {
 		}
 		p.Limit = n
 	}
+	if p.Project != "" {
+		if err := allow(r, p.Project, core.RoleViewer); err != nil {
+			return err
+		}
+	}
 	jobs, err := s.cfg.Store.JobList(r.Context(), p)
 	if err != nil {
 		return err
 	}
+	jobs = slices.DeleteFunc(jobs, func(j *store.Job) bool { return !visible(r, j.Project) })
 	return writeJSON(w, http.StatusOK, wire.JobList{Jobs: nonNil(jobs)})
 }
 
-func (s *Server) jobDetail(r *http.Request, id string) (*wire.JobDetail, error) {
+// jobFor reads a job the caller holds at least role need in.
+func (s *Server) jobFor(r *http.Request, id string, need core.Role) (*store.Job, error) {
 	j, err := s.cfg.Store.JobGet(r.Context(), id)
+	if err != nil {
+		return nil, err
+	}
+	return j, allow(r, j.Project, need)
+}
+
+func (s *Server) jobDetail(r *http.Request, id string) (*wire.JobDetail, error) {
+	j, err := s.jobFor(r, id, core.RoleViewer)
 	if err != nil {
 		return nil, err
 	}
@@ -188,6 +207,10 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
+	j, err := s.jobFor(r, id, core.RoleMember)
+	if err != nil {
+		return err
+	}
 	if _, err := s.cfg.Store.JobCancel(r.Context(), &store.JobCancelParams{JobID: id, Now: s.cfg.Now().UTC()}); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return errorf(http.StatusConflict, "conflict", "", "job %s has already ended", id)
@@ -195,7 +218,7 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.leases.Notify() // the job's nodes must stop its tasks
-	s.record(r.Context(), audit.JobCancelled, "user", id, "", nil)
+	s.record(r.Context(), audit.JobCancelled, actor(r.Context()), id, j.Project, nil)
 	s.changes.broadcast()
 	d, err := s.jobDetail(r, id)
 	if err != nil {
@@ -225,7 +248,7 @@ func (s *Server) jobLogs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.cfg.Store.JobGet(r.Context(), id); err != nil {
+	if _, err := s.jobFor(r, id, core.RoleViewer); err != nil {
 		return err
 	}
 	if r.URL.Query().Get("follow") != "true" {
@@ -303,7 +326,7 @@ func (s *Server) jobMetrics(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	id := r.PathValue("id")
-	if _, err := s.cfg.Store.JobGet(r.Context(), id); err != nil {
+	if _, err := s.jobFor(r, id, core.RoleViewer); err != nil {
 		return err
 	}
 	ms, err := s.cfg.Store.MetricList(r.Context(), &store.MetricListParams{JobID: id, AfterSeq: after})
@@ -315,7 +338,7 @@ func (s *Server) jobMetrics(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) jobCheckpoints(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	if _, err := s.cfg.Store.JobGet(r.Context(), id); err != nil {
+	if _, err := s.jobFor(r, id, core.RoleViewer); err != nil {
 		return err
 	}
 	cks, err := s.cfg.Store.CheckpointList(r.Context(), id)
@@ -327,7 +350,7 @@ func (s *Server) jobCheckpoints(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) jobArtifacts(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	j, err := s.cfg.Store.JobGet(r.Context(), id)
+	j, err := s.jobFor(r, id, core.RoleMember)
 	if err != nil {
 		return err
 	}
@@ -343,7 +366,7 @@ func (s *Server) jobArtifacts(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.record(r.Context(), audit.ArtifactDownloaded, "user", j.ID, j.Project, map[string]string{"object": j.DataObject, "manifest": a.Manifest})
+	s.record(r.Context(), audit.ArtifactDownloaded, actor(r.Context()), j.ID, j.Project, map[string]string{"object": j.DataObject, "manifest": a.Manifest})
 	return writeJSON(w, http.StatusOK, wire.ArtifactAccess{Artifact: a, ObjectKey: wire.ObjectKey{ObjectID: j.DataObject, DataKey: key}})
 }
 

@@ -7,10 +7,12 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 
 	"lode.dev/lode/internal/audit"
 	"lode.dev/lode/internal/core"
+	"lode.dev/lode/internal/data"
 	"lode.dev/lode/internal/store"
 	"lode.dev/lode/internal/wire"
 )
@@ -35,7 +37,7 @@ func (s *Server) newObject(ctx context.Context, kind, project, name string) (*wi
 	if err := s.cfg.Store.ObjectCreate(ctx, o); err != nil {
 		return nil, err
 	}
-	s.record(ctx, audit.KeyGranted, "user", o.ID, project, map[string]string{"kind": kind, "name": name, "new": "true"})
+	s.record(ctx, audit.KeyGranted, actor(ctx), o.ID, project, map[string]string{"kind": kind, "name": name, "new": "true"})
 	return &wire.ObjectKey{ObjectID: o.ID, DataKey: plain}, nil
 }
 
@@ -60,6 +62,9 @@ func (s *Server) createObject(w http.ResponseWriter, r *http.Request) error {
 	if !namePattern.MatchString(req.Project) {
 		return badRequest("use lower-case letters, digits, '.', '_' and '-'", "bad project name %q", req.Project)
 	}
+	if err := allow(r, req.Project, core.RoleMember); err != nil {
+		return err
+	}
 	ctx := r.Context()
 	switch req.Kind {
 	case store.ObjectWorkdir:
@@ -77,7 +82,7 @@ func (s *Server) createObject(w http.ResponseWriter, r *http.Request) error {
 				if err != nil {
 					return fmt.Errorf("unwrap data key of %s: %w", o.ID, err)
 				}
-				s.record(ctx, audit.KeyGranted, "user", o.ID, req.Project, map[string]string{"kind": store.ObjectDataset, "name": req.Name})
+				s.record(ctx, audit.KeyGranted, actor(ctx), o.ID, req.Project, map[string]string{"kind": store.ObjectDataset, "name": req.Name})
 				return writeJSON(w, http.StatusOK, wire.ObjectKey{ObjectID: o.ID, DataKey: key})
 			}
 			if !errors.Is(err, store.ErrNotFound) {
@@ -112,6 +117,9 @@ func (s *Server) missingChunks(w http.ResponseWriter, r *http.Request) error {
 	if len(req.Addrs) > 10000 {
 		return badRequest("ask in batches of at most 10000", "too many addresses: %d", len(req.Addrs))
 	}
+	if _, err := s.objectFor(r, r.PathValue("id")); err != nil {
+		return err
+	}
 	missing, err := s.cfg.Chunks.MissingChunks(r.Context(), r.PathValue("id"), req.Addrs)
 	if err != nil {
 		return err
@@ -129,16 +137,24 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 	return b, err
 }
 
-// objectExists refuses writes to objects the store does not know, so the
-// blob store holds nothing that no row accounts for.
-func (s *Server) objectExists(ctx context.Context, id string) error {
-	_, err := s.cfg.Store.ObjectGet(ctx, id)
-	return err
+// objectFor reads an object whose data the caller may read and write: a
+// member of its project, or a worker with a grant for it. It also refuses
+// writes to objects the store does not know, so the blob store holds
+// nothing that no row accounts for.
+func (s *Server) objectFor(r *http.Request, id string) (*store.Object, error) {
+	o, err := s.cfg.Store.ObjectGet(r.Context(), id)
+	if err != nil {
+		return nil, err
+	}
+	return o, s.allowObject(r, o, core.RoleMember)
 }
 
 func (s *Server) putChunk(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	if err := s.objectExists(r.Context(), id); err != nil {
+	if err := data.CheckChunkName(id, r.PathValue("addr")); err != nil {
+		return err
+	}
+	if _, err := s.objectFor(r, id); err != nil {
 		return err
 	}
 	b, err := readBody(r, maxChunk)
@@ -153,6 +169,12 @@ func (s *Server) putChunk(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) getChunk(w http.ResponseWriter, r *http.Request) error {
+	if err := data.CheckChunkName(r.PathValue("id"), r.PathValue("addr")); err != nil {
+		return err
+	}
+	if _, err := s.objectFor(r, r.PathValue("id")); err != nil {
+		return err
+	}
 	b, err := s.cfg.Chunks.GetChunk(r.Context(), r.PathValue("id"), r.PathValue("addr"))
 	if err != nil {
 		return err
@@ -164,7 +186,10 @@ func (s *Server) getChunk(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) putManifest(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	if err := s.objectExists(r.Context(), id); err != nil {
+	if err := data.CheckManifestName(id, r.PathValue("name")); err != nil {
+		return err
+	}
+	if _, err := s.objectFor(r, id); err != nil {
 		return err
 	}
 	b, err := readBody(r, maxManifest)
@@ -179,6 +204,12 @@ func (s *Server) putManifest(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) getManifest(w http.ResponseWriter, r *http.Request) error {
+	if err := data.CheckManifestName(r.PathValue("id"), r.PathValue("name")); err != nil {
+		return err
+	}
+	if _, err := s.objectFor(r, r.PathValue("id")); err != nil {
+		return err
+	}
 	b, err := s.cfg.Chunks.GetManifest(r.Context(), r.PathValue("id"), r.PathValue("name"))
 	if err != nil {
 		return err
@@ -191,6 +222,9 @@ func (s *Server) getManifest(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) commitDataset(w http.ResponseWriter, r *http.Request) error {
 	var req wire.CommitDataset
 	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if err := allow(r, req.Project, core.RoleMember); err != nil {
 		return err
 	}
 	ctx := r.Context()
@@ -211,20 +245,30 @@ func (s *Server) commitDataset(w http.ResponseWriter, r *http.Request) error {
 	if err := s.cfg.Store.DatasetCommit(ctx, d); err != nil {
 		return err
 	}
-	s.record(ctx, audit.DatasetCommitted, "user", d.Name, d.Project,
+	s.record(ctx, audit.DatasetCommitted, actor(ctx), d.Name, d.Project,
 		map[string]string{"version": strconv.Itoa(d.Version), "classification": d.Classification.String()})
 	return writeJSON(w, http.StatusCreated, wire.DatasetList{Datasets: []*store.Dataset{d}})
 }
 
 func (s *Server) listDatasets(w http.ResponseWriter, r *http.Request) error {
-	ds, err := s.cfg.Store.DatasetList(r.Context(), r.URL.Query().Get("project"))
+	project := r.URL.Query().Get("project")
+	if project != "" {
+		if err := allow(r, project, core.RoleViewer); err != nil {
+			return err
+		}
+	}
+	ds, err := s.cfg.Store.DatasetList(r.Context(), project)
 	if err != nil {
 		return err
 	}
+	ds = slices.DeleteFunc(ds, func(d *store.Dataset) bool { return !visible(r, d.Project) })
 	return writeJSON(w, http.StatusOK, wire.DatasetList{Datasets: nonNil(ds)})
 }
 
 func (s *Server) deleteDataset(w http.ResponseWriter, r *http.Request) error {
+	if err := allow(r, r.PathValue("project"), core.RoleAdmin); err != nil {
+		return err
+	}
 	if err := s.cfg.Store.DatasetDelete(r.Context(), r.PathValue("project"), r.PathValue("name")); err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"lode.dev/lode/internal/audit"
@@ -81,7 +82,7 @@ func (s *Server) createPool(w http.ResponseWriter, r *http.Request) error {
 	if err := ApplyPoolSpec(p, &req); err != nil {
 		return badRequest("", "pool %s: %v", req.Name, err)
 	}
-	defer s.record(r.Context(), audit.PoolChanged, "user", req.Name, "", map[string]string{"op": "create", "tier": p.Tier.String()})
+	defer s.record(r.Context(), audit.PoolChanged, actor(r.Context()), req.Name, "", map[string]string{"op": "create", "tier": p.Tier.String()})
 	if err := s.cfg.Store.PoolCreate(r.Context(), p); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return errorf(http.StatusConflict, "conflict", "change it with `lode pools set`", "pool %q exists", req.Name)
@@ -113,7 +114,7 @@ func (s *Server) updatePool(w http.ResponseWriter, r *http.Request) error {
 	if err := s.cfg.Store.PoolUpdate(r.Context(), p); err != nil {
 		return err
 	}
-	s.record(r.Context(), audit.PoolChanged, "user", p.Name, "", map[string]string{"op": "update", "tier": p.Tier.String(), "state": string(p.State)})
+	s.record(r.Context(), audit.PoolChanged, actor(r.Context()), p.Name, "", map[string]string{"op": "update", "tier": p.Tier.String(), "state": string(p.State)})
 	s.cfg.Scheduler.Wake()
 	return writeJSON(w, http.StatusOK, wire.PoolInfo{Pool: *p})
 }
@@ -139,6 +140,7 @@ func (s *Server) listProjects(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	ps = slices.DeleteFunc(ps, func(p *store.Project) bool { return !visible(r, p.Name) })
 	return writeJSON(w, http.StatusOK, wire.ProjectList{Projects: nonNil(ps)})
 }
 
@@ -158,7 +160,7 @@ func (s *Server) putProject(w http.ResponseWriter, r *http.Request) error {
 	if err := s.cfg.Store.ProjectPut(r.Context(), p); err != nil {
 		return err
 	}
-	s.record(r.Context(), audit.ProjectChanged, "user", name, name,
+	s.record(r.Context(), audit.ProjectChanged, actor(r.Context()), name, name,
 		map[string]string{"budget": strconv.FormatFloat(p.Budget, 'f', 2, 64), "weight": strconv.FormatFloat(p.Weight, 'f', -1, 64)})
 	s.cfg.Scheduler.Wake()
 	return writeJSON(w, http.StatusOK, p)
@@ -174,7 +176,7 @@ func (s *Server) options(ctx context.Context, j sched.Job) ([]sched.Option, erro
 }
 
 func (s *Server) explainJob(w http.ResponseWriter, r *http.Request) error {
-	j, err := s.cfg.Store.JobGet(r.Context(), r.PathValue("id"))
+	j, err := s.jobFor(r, r.PathValue("id"), core.RoleViewer)
 	if err != nil {
 		return err
 	}
@@ -202,6 +204,9 @@ func (s *Server) dryRun(w http.ResponseWriter, r *http.Request) error {
 	if err := spec.Validate(&req.Spec); err != nil {
 		return badRequest("fix the spec", "invalid job spec: %v", err)
 	}
+	if err := allow(r, req.Spec.Project, core.RoleViewer); err != nil {
+		return err
+	}
 	opts, err := s.options(r.Context(), sched.Job{ID: "dry-run", Project: req.Spec.Project, Spec: &req.Spec, CreatedAt: s.cfg.Now().UTC()})
 	if err != nil {
 		return err
@@ -218,10 +223,17 @@ func (s *Server) costReport(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return badRequest("by=job, by=project or by=pool", "cannot group costs by %q", by)
 	}
-	usage, err := s.cfg.Store.UsageList(r.Context(), &store.UsageListParams{Project: r.URL.Query().Get("project")})
+	project := r.URL.Query().Get("project")
+	if project != "" {
+		if err := allow(r, project, core.RoleViewer); err != nil {
+			return err
+		}
+	}
+	usage, err := s.cfg.Store.UsageList(r.Context(), &store.UsageListParams{Project: project})
 	if err != nil {
 		return err
 	}
+	usage = slices.DeleteFunc(usage, func(u *store.Usage) bool { return !visible(r, u.Project) })
 	names, err := s.poolNames(r.Context())
 	if err != nil {
 		return err
@@ -248,7 +260,7 @@ func (s *Server) poolNames(ctx context.Context) (map[string]string, error) {
 }
 
 func (s *Server) jobCost(w http.ResponseWriter, r *http.Request) error {
-	j, err := s.cfg.Store.JobGet(r.Context(), r.PathValue("id"))
+	j, err := s.jobFor(r, r.PathValue("id"), core.RoleViewer)
 	if err != nil {
 		return err
 	}

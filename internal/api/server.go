@@ -107,6 +107,8 @@ type route struct {
 	request, response     any // zero values of the body types, or nil
 	// media, when set, is the media type of a streamed body.
 	media string
+	// access says who may call it (auth.go).
+	access access
 }
 
 // handle registers an endpoint and its description.
@@ -115,7 +117,11 @@ func (s *Server) handle(r route, h func(http.ResponseWriter, *http.Request) erro
 	pattern := r.method + " " + r.path
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, req *http.Request) {
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		if err := h(rec, req); err != nil {
+		req, err := s.authenticate(req, r.access)
+		if err == nil {
+			err = h(rec, req)
+		}
+		if err != nil {
 			s.writeError(rec, req, err)
 		}
 		s.metrics.requests.WithLabelValues(pattern, strconv.Itoa(rec.status)).Inc()
@@ -197,6 +203,11 @@ func (s *Server) problem(r *http.Request, err error) (status int, body wire.Erro
 	default:
 		s.cfg.Logger.Error("request failed", slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("err", err))
 		ae = &apiError{status: http.StatusInternalServerError, body: wire.Error{Code: "internal", Message: "internal error: " + err.Error()}}
+	}
+	if ae.status == http.StatusUnauthorized || ae.status == http.StatusForbidden {
+		// Refused access is security-relevant whoever tried it.
+		s.record(r.Context(), audit.AccessDenied, actor(r.Context()), r.Method+" "+r.URL.Path, "",
+			map[string]string{"code": ae.body.Code, "reason": ae.body.Message, "from": r.RemoteAddr})
 	}
 	return ae.status, ae.body, true
 }

@@ -33,6 +33,11 @@ const (
 	PoolChanged        = "pool.changed"
 	ProjectChanged     = "project.changed"
 	WriteFenced        = "write.fenced"
+	UserChanged        = "user.changed"
+	MemberChanged      = "member.changed"
+	TokenCreated       = "token.created"
+	TokenRevoked       = "token.revoked"
+	AccessDenied       = "access.denied"
 )
 
 // Event is something security-relevant that happened.

@@ -221,6 +221,7 @@ func projectsCmd(g *globals) *cobra.Command {
 	set.Flags().Float64Var(&budget, "budget", 0, "what the project may spend, in dollars (0: no budget)")
 	set.Flags().Float64Var(&weight, "weight", 1, "its share in fair sharing")
 	cmd.AddCommand(set)
+	cmd.AddCommand(memberCmds(g)...)
 	return cmd
 }
 

@@ -43,6 +43,7 @@ func (e *ExitError) Unwrap() error { return e.Err }
 // plane a --local command runs.
 type globals struct {
 	server string
+	token  string
 	output string
 	local  bool
 	out    io.Writer
@@ -74,6 +75,8 @@ training that resumes from its last checkpoint when a node disappears.`,
 	}
 	root.PersistentFlags().StringVar(&g.server, "server", cmp.Or(os.Getenv("LODE_SERVER"), "http://127.0.0.1:7070"),
 		"control plane address (or $LODE_SERVER)")
+	root.PersistentFlags().StringVar(&g.token, "token", os.Getenv("LODE_TOKEN"),
+		"API token (or $LODE_TOKEN; by default the administrator's token that a server left in this machine's data directory)")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "text", "output format: text or json")
 	root.PersistentFlags().BoolVar(&g.local, "local", false,
 		"use an embedded control plane on this machine's data directory ($LODE_HOME) instead of --server")
@@ -81,7 +84,7 @@ training that resumes from its last checkpoint when a node disappears.`,
 		serverCmd(g), agentCmd(g), runCmd(g), psCmd(g), statusCmd(g), logsCmd(g), cancelCmd(g),
 		poolsCmd(g), nodesCmd(g), dataCmd(g), artifactsCmd(g), guardCmd(),
 		explainCmd(g), costCmd(g), projectsCmd(g), simCmd(g), auditCmd(g),
-		runnerCmd(g),
+		runnerCmd(g), whoamiCmd(g), usersCmd(g), tokensCmd(g),
 	)
 	return root
 }
@@ -128,7 +131,27 @@ func (g *globals) client() (*client.Client, error) {
 		}
 		g.embedded, g.server = srv, srv.URL()
 	}
-	return client.New(g.server)
+	c, err := client.New(g.server)
+	if err != nil {
+		return nil, err
+	}
+	return c.WithToken(g.apiToken()), nil
+}
+
+// apiToken is the token to call with: --token or $LODE_TOKEN, else the
+// administrator's token a server on this machine left in its data
+// directory (readable only by its owner), so that a control plane run on
+// one's own machine needs no login. Without either, requests go without a
+// token and the server says what to do.
+func (g *globals) apiToken() string {
+	if g.token != "" {
+		return g.token
+	}
+	tok, err := server.ReadAdminToken(dataHome())
+	if err != nil {
+		return ""
+	}
+	return tok
 }
 
 // close stops the embedded control plane, if any.

@@ -31,6 +31,10 @@ type Client struct {
 	http *http.Client
 	// node and credential authenticate agent requests.
 	node, credential string
+	// token authenticates a user's requests.
+	token string
+	// attempt and fence authenticate a runner's requests for its attempt.
+	attempt, fence string
 }
 
 // New returns a client for the server at baseURL (http://host:port).
@@ -54,6 +58,23 @@ func New(baseURL string) (*Client, error) {
 func (c *Client) WithNode(nodeID, credential string) *Client {
 	cc := *c
 	cc.node, cc.credential = nodeID, credential
+	return &cc
+}
+
+// WithToken returns a copy of the client that authenticates as the user
+// whose API token this is.
+func (c *Client) WithToken(token string) *Client {
+	cc := *c
+	cc.token = token
+	return &cc
+}
+
+// WithAttempt returns a copy of the client that authenticates with an
+// attempt's fencing token, as a runner does: for the attempt's own writes
+// and the data its job reads and writes.
+func (c *Client) WithAttempt(attemptID, fencingToken string) *Client {
+	cc := *c
+	cc.attempt, cc.fence = attemptID, fencingToken
 	return &cc
 }
 
@@ -106,9 +127,15 @@ func (c *Client) newRequest(ctx context.Context, method, path string, body io.Re
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
 	}
-	if c.node != "" {
+	switch {
+	case c.node != "":
 		req.Header.Set(wire.HeaderNode, c.node)
 		req.Header.Set("Authorization", "Bearer "+c.credential)
+	case c.attempt != "":
+		req.Header.Set(wire.HeaderAttempt, c.attempt)
+		req.Header.Set(wire.HeaderFence, c.fence)
+	case c.token != "":
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	return req, nil
 }

@@ -339,3 +339,17 @@ feed:
 	}
 	return nil
 }
+
+// CheckChunkName says whether an object ID and chunk address are well
+// formed, so that callers can refuse bad input before they look anything
+// up; the error matches ErrBadName.
+func CheckChunkName(objectID, addr string) error {
+	_, err := chunkKey(objectID, addr)
+	return err
+}
+
+// CheckManifestName is CheckChunkName for a manifest.
+func CheckManifestName(objectID, name string) error {
+	_, err := manifestKey(objectID, name)
+	return err
+}

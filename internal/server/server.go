@@ -157,6 +157,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		s.listener.Close()
 		return nil, err
 	}
+	adminToken, err := s.bootstrapAdmin(ctx)
+	if err != nil {
+		s.listener.Close()
+		return nil, err
+	}
 	if err := s.applyPoolsFile(ctx); err != nil {
 		s.listener.Close()
 		return nil, err
@@ -214,6 +219,10 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if tok := pools[DefaultPool]; tok != nil && pools["created"] != nil {
 		fmt.Fprintf(cfg.Out, "lode: first start. Agents join the %q pool with:\n  %s\n(`lode pools token %s` shows this again.)\n",
 			DefaultPool, api.JoinCommand(s.url, tok.JoinToken), DefaultPool)
+	}
+	if adminToken != "" {
+		fmt.Fprintf(cfg.Out, "lode: first start. The administrator's API token (shown this once; commands with --local on this machine read it from %s, mode 0600):\n  %s\n",
+			filepath.Join(cfg.DataDir, AdminTokenFile), adminToken)
 	}
 	cfg.Logger.Info("serving", slog.String("url", s.url), slog.String("data_dir", cfg.DataDir))
 	return s, nil

@@ -185,7 +185,71 @@ type Store interface {
 	AuditCheckpointAdd(ctx context.Context, c *audit.Checkpoint) error
 	AuditCheckpointList(ctx context.Context) ([]audit.Checkpoint, error)
 
+	// UserCreate records a user; a name already taken is ErrConflict.
+	UserCreate(ctx context.Context, u *User) error
+	UserGet(ctx context.Context, id string) (*User, error)
+	UserGetByName(ctx context.Context, name string) (*User, error)
+	// UserList lists users by name.
+	UserList(ctx context.Context) ([]*User, error)
+
+	// TokenCreate records an API token of a user (ErrNotFound for an
+	// unknown user); only its hash is kept.
+	TokenCreate(ctx context.Context, t *Token) error
+	TokenGet(ctx context.Context, id string) (*Token, error)
+	// TokenList lists a user's tokens (every user's for ""), oldest first.
+	TokenList(ctx context.Context, userID string) ([]*Token, error)
+	// TokenRevoke makes a token useless from now on; revoking a revoked
+	// token keeps its first revocation time.
+	TokenRevoke(ctx context.Context, id string, now time.Time) error
+
+	// MemberPut gives a user a role in a project, replacing any other.
+	MemberPut(ctx context.Context, m *Member) error
+	// MemberDelete takes a user's role in a project away (ErrNotFound when
+	// there was none).
+	MemberDelete(ctx context.Context, project, userID string) error
+	// MemberList lists roles by project, then user, filtered by project or
+	// user (empty fields match all).
+	MemberList(ctx context.Context, p *MemberListParams) ([]*Member, error)
+
 	Close() error
+}
+
+// User is a person or a program that uses the API with tokens.
+type User struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// Admin may do anything: manage pools, users and every project.
+	Admin     bool      `json:"admin"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Token is an API token of a user. Hash is a digest of its secret; the
+// secret itself is shown once, when the token is made.
+type Token struct {
+	ID        string    `json:"id"`
+	UserID    string    `json:"user_id"`
+	Name      string    `json:"name"`
+	Hash      string    `json:"-"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at,omitzero"` // zero: never
+	RevokedAt time.Time `json:"revoked_at,omitzero"` // zero: not revoked
+}
+
+// Valid reports whether the token may be used at now.
+func (t *Token) Valid(now time.Time) bool {
+	return t.RevokedAt.IsZero() && (t.ExpiresAt.IsZero() || now.Before(t.ExpiresAt))
+}
+
+// Member is a user's role in a project.
+type Member struct {
+	Project string    `json:"project"`
+	UserID  string    `json:"user_id"`
+	Role    core.Role `json:"role"`
+}
+
+type MemberListParams struct {
+	Project string
+	UserID  string
 }
 
 type AuditListParams struct {

@@ -23,6 +23,9 @@ const (
 	HeaderFence = "Lode-Fencing-Token"
 	// HeaderNode names the node a request comes from.
 	HeaderNode = "Lode-Node"
+	// HeaderAttempt names the attempt whose fencing token a runner
+	// presents to read and write the attempt's data.
+	HeaderAttempt = "Lode-Attempt"
 	// HeaderIdempotencyKey makes a job submission safe to retry: a second
 	// submission with the same key (in the same project) answers with the
 	// job the first one created. HeaderReplayed marks such an answer.
@@ -316,4 +319,58 @@ type AuditLog struct {
 	Entries     []audit.Entry      `json:"entries"`
 	Checkpoints []audit.Checkpoint `json:"checkpoints"`
 	PublicKey   []byte             `json:"public_key"`
+}
+
+// CreateUser adds a user.
+type CreateUser struct {
+	Name  string `json:"name"`
+	Admin bool   `json:"admin,omitempty"`
+}
+
+// UserList lists users.
+type UserList struct {
+	Users []*store.User `json:"users"`
+}
+
+// CreateToken asks for an API token: the caller's own, or (administrators)
+// another user's.
+type CreateToken struct {
+	User string `json:"user,omitempty"` // a user name; empty: the caller
+	Name string `json:"name,omitempty"` // what the token is for
+	// ExpiresInS is the token's life in seconds; 0 means it never expires.
+	ExpiresInS int64 `json:"expires_in_s,omitempty"`
+}
+
+// NewToken is a token just made: its secret is shown this once.
+type NewToken struct {
+	store.Token
+	User   string `json:"user"`
+	Secret string `json:"secret"`
+}
+
+// TokenList lists tokens, without their secrets.
+type TokenList struct {
+	Tokens []*store.Token `json:"tokens"`
+}
+
+// MemberSpec gives a user a role in a project.
+type MemberSpec struct {
+	Role core.Role `json:"role"`
+}
+
+// MemberInfo is a user's role in a project.
+type MemberInfo struct {
+	store.Member
+	User string `json:"user"`
+}
+
+// MemberList lists a project's members.
+type MemberList struct {
+	Members []*MemberInfo `json:"members"`
+}
+
+// WhoAmI is the caller: their user and roles.
+type WhoAmI struct {
+	User  store.User           `json:"user"`
+	Roles map[string]core.Role `json:"roles"`
 }

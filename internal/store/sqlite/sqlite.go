@@ -241,3 +241,17 @@ func placeholders(n int) string {
 type scanner interface {
 	Scan(dest ...any) error
 }
+
+// collect scans every row with scan and closes rows.
+func collect[T any](rows *sql.Rows, scan func(scanner) (*T, error)) ([]*T, error) {
+	defer rows.Close()
+	var out []*T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, dbErr(err)
+		}
+		out = append(out, v)
+	}
+	return out, dbErr(rows.Err())
+}
