@@ -20,6 +20,28 @@ func (s *Server) undrainNode(w http.ResponseWriter, r *http.Request) error {
 	return s.drain(w, r, r.PathValue("id"), true, "")
 }
 
+// revokeNode makes a node useless at once: its lease is gone, its
+// credential refused from the next request on, its tasks' attempts end and
+// their jobs move elsewhere. Its agent can come back only by joining again
+// with a pool's join token, as a new node.
+func (s *Server) revokeNode(w http.ResponseWriter, r *http.Request) error {
+	nodeID := r.PathValue("id")
+	s.leases.Remove(nodeID)
+	if err := s.cfg.Store.NodeLeave(r.Context(), &store.NodeLeaveParams{NodeID: nodeID, Now: s.cfg.Now().UTC()}); err != nil {
+		if errors.Is(err, store.ErrNodeGone) {
+			return errorf(http.StatusConflict, "conflict", "", "node %s is no longer up", nodeID)
+		}
+		return err
+	}
+	s.cfg.Logger.Warn("node revoked", "node", nodeID, "by", actor(r.Context()))
+	s.record(r.Context(), audit.NodeRevoked, actor(r.Context()), nodeID, "", nil)
+	s.leases.Notify()
+	s.changes.broadcast()
+	s.cfg.Scheduler.Wake()
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
 // drainSelf is an agent draining its own node before it shuts down: its
 // tasks stop with their grace period and move elsewhere.
 func (s *Server) drainSelf(w http.ResponseWriter, r *http.Request) error {

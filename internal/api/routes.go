@@ -55,6 +55,8 @@ func (s *Server) register() {
 		response: wire.DrainReply{}}, s.drainPool)
 	s.handle(route{method: "POST", path: "/v1/nodes/{id}/drain", access: admin, tag: "pools",
 		summary: "Stop a node taking work and move its running jobs elsewhere.", response: wire.DrainReply{}}, s.drainNode)
+	s.handle(route{method: "POST", path: "/v1/nodes/{id}/revoke", access: admin, tag: "pools",
+		summary: "Revoke a node: its credential is refused at once and its jobs move elsewhere."}, s.revokeNode)
 	s.handle(route{method: "POST", path: "/v1/nodes/{id}/undrain", access: admin, tag: "pools",
 		summary: "Let a drained node take work again.", response: wire.DrainReply{}}, s.undrainNode)
 	s.handle(route{method: "GET", path: "/v1/pools/{name}/join-token", access: admin, tag: "pools",

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -204,12 +205,28 @@ func (s *Server) problem(r *http.Request, err error) (status int, body wire.Erro
 		s.cfg.Logger.Error("request failed", slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("err", err))
 		ae = &apiError{status: http.StatusInternalServerError, body: wire.Error{Code: "internal", Message: "internal error: " + err.Error()}}
 	}
-	if ae.status == http.StatusUnauthorized || ae.status == http.StatusForbidden {
-		// Refused access is security-relevant whoever tried it.
-		s.record(r.Context(), audit.AccessDenied, actor(r.Context()), r.Method+" "+r.URL.Path, "",
+	// Refused access, a node that is gone coming back, and uploads refused
+	// as malformed or too large are security-relevant whoever tried them.
+	kind := ""
+	switch {
+	case ae.status == http.StatusUnauthorized || ae.status == http.StatusForbidden:
+		kind = audit.AccessDenied
+	case ae.body.Code == "node_gone":
+		kind = audit.NodeRefused
+	case ae.status == http.StatusRequestEntityTooLarge || ae.status == http.StatusBadRequest && isUpload(r):
+		kind = audit.UploadRejected
+	}
+	if kind != "" {
+		s.record(r.Context(), kind, actor(r.Context()), r.Method+" "+r.URL.Path, "",
 			map[string]string{"code": ae.body.Code, "reason": ae.body.Message, "from": r.RemoteAddr})
 	}
 	return ae.status, ae.body, true
+}
+
+// isUpload reports whether r sends data to store: an object's chunks or
+// manifests, a dataset.
+func isUpload(r *http.Request) bool {
+	return r.Method != http.MethodGet && (strings.HasPrefix(r.URL.Path, "/v1/objects") || strings.HasPrefix(r.URL.Path, "/v1/datasets"))
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) error {

@@ -38,6 +38,9 @@ const (
 	TokenCreated       = "token.created"
 	TokenRevoked       = "token.revoked"
 	AccessDenied       = "access.denied"
+	NodeRevoked        = "node.revoked"
+	NodeRefused        = "node.refused"
+	UploadRejected     = "upload.rejected"
 )
 
 // Event is something security-relevant that happened.

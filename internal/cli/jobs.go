@@ -259,7 +259,22 @@ func nodesCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&pool, "pool", "", "only this pool's nodes")
 	drainNode, _ := drainCmds(g)
-	cmd.AddCommand(drainNode)
+	cmd.AddCommand(drainNode, &cobra.Command{
+		Use:   "revoke NODE",
+		Short: "Revoke a node: its credential is refused at once, its jobs move elsewhere (it may join again only with a join token)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			if err := c.RevokeNode(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.out, "node %s revoked\n", args[0])
+			return nil
+		},
+	})
 	return cmd
 }
 

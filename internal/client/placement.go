@@ -76,6 +76,11 @@ func (c *Client) DrainNode(ctx context.Context, id string, undo bool) (*wire.Dra
 	return &out, c.call(ctx, "POST", "/v1/nodes/"+url.PathEscape(id)+"/"+verb, "", nil, &out)
 }
 
+// RevokeNode makes a node's credential useless at once (administrators).
+func (c *Client) RevokeNode(ctx context.Context, id string) error {
+	return c.call(ctx, "POST", "/v1/nodes/"+url.PathEscape(id)+"/revoke", "", nil, nil)
+}
+
 // DrainPool stops a pool taking work and moves its jobs elsewhere.
 func (c *Client) DrainPool(ctx context.Context, name string) (*wire.DrainReply, error) {
 	var out wire.DrainReply
