@@ -253,16 +253,7 @@ func TestAgentFlowAndFencing(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	nodeID, auth := e.join()
-	status, body := e.do("POST", "/v1/jobs", wire.SubmitJob{Spec: validSpec()}, nil)
-	if status != 201 {
-		t.Fatalf("submit: %d %s", status, body)
-	}
-	var d wire.JobDetail
-	json.Unmarshal(body, &d)
-	a, err := e.store.AttemptCreate(ctx, &store.AttemptCreateParams{JobID: d.ID, PoolID: e.pool.ID, NodeIDs: []string{nodeID}, Now: time.Now()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := e.place(validSpec(), nodeID)
 
 	status, f, body := e.beat(wire.Heartbeat{}, auth)
 	if status != 200 || f.Reply == nil || len(f.Reply.Start) != 1 || f.Reply.Start[0].FencingToken == "" || len(f.Reply.Start[0].Keys) == 0 {
@@ -289,7 +280,7 @@ func TestAgentFlowAndFencing(t *testing.T) {
 			t.Fatalf("report %s: %d %s", st.State, status, body)
 		}
 	}
-	job, _ := e.store.JobGet(ctx, d.ID)
+	job, _ := e.store.JobGet(ctx, a.JobID)
 	if job.State != core.JobSucceeded {
 		t.Errorf("job state %s, want succeeded", job.State)
 	}
@@ -298,7 +289,7 @@ func TestAgentFlowAndFencing(t *testing.T) {
 	if status != 409 || errorCode(t, body) != "fenced" {
 		t.Errorf("write after the end: %d %s; want 409 fenced", status, body)
 	}
-	logs, _ := e.store.LogList(ctx, &store.LogListParams{JobID: d.ID})
+	logs, _ := e.store.LogList(ctx, &store.LogListParams{JobID: a.JobID})
 	if len(logs) != 0 {
 		t.Errorf("fenced writes were stored: %v", logs)
 	}
@@ -511,16 +502,7 @@ func TestKeysAreRefusedWhereThePolicyForbids(t *testing.T) {
 	nodeID, auth := e.join()
 	sp := validSpec()
 	sp.Classification = core.ClassConfidential
-	status, body := e.do("POST", "/v1/jobs", wire.SubmitJob{Spec: sp}, nil)
-	if status != 201 {
-		t.Fatalf("submit: %d %s", status, body)
-	}
-	var d wire.JobDetail
-	json.Unmarshal(body, &d)
-	a, err := e.store.AttemptCreate(ctx, &store.AttemptCreateParams{JobID: d.ID, PoolID: e.pool.ID, NodeIDs: []string{nodeID}, Now: time.Now()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := e.place(sp, nodeID)
 	_, f, body := e.beat(wire.Heartbeat{}, auth)
 	if f == nil || f.Reply == nil || len(f.Reply.Start) != 0 {
 		t.Fatalf("heartbeat: %s; want an answer that starts nothing", body)

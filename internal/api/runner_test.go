@@ -8,9 +8,27 @@ import (
 
 	"lode.dev/lode/internal/audit"
 	"lode.dev/lode/internal/core"
+	"lode.dev/lode/internal/spec"
 	"lode.dev/lode/internal/store"
 	"lode.dev/lode/internal/wire"
 )
+
+// place submits a job of spec sp as the administrator and places it on a
+// node, as the scheduler would; it returns the attempt.
+func (e *env) place(sp spec.Job, nodeID string) *store.Attempt {
+	e.t.Helper()
+	status, body := e.do("POST", "/v1/jobs", wire.SubmitJob{Spec: sp}, nil)
+	if status != 201 {
+		e.t.Fatalf("submit: %d %s", status, body)
+	}
+	var d wire.JobDetail
+	json.Unmarshal(body, &d)
+	a, err := e.store.AttemptCreate(context.Background(), &store.AttemptCreateParams{JobID: d.ID, PoolID: e.pool.ID, NodeIDs: []string{nodeID}, Now: time.Now()})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return a
+}
 
 // placed submits a job and places it on a freshly joined node, as the
 // scheduler would; it returns the attempt (with its fencing token), the
@@ -19,20 +37,11 @@ func (e *env) placed() (*store.Attempt, *store.Job, map[string]string) {
 	e.t.Helper()
 	ctx := context.Background()
 	nodeID, auth := e.join()
-	status, body := e.do("POST", "/v1/jobs", wire.SubmitJob{Spec: validSpec()}, nil)
-	if status != 201 {
-		e.t.Fatalf("submit: %d %s", status, body)
-	}
-	var d wire.JobDetail
-	json.Unmarshal(body, &d)
-	a, err := e.store.AttemptCreate(ctx, &store.AttemptCreateParams{JobID: d.ID, PoolID: e.pool.ID, NodeIDs: []string{nodeID}, Now: time.Now()})
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	a := e.place(validSpec(), nodeID)
 	if a.FencingToken == "" {
 		e.t.Fatal("the new attempt has no fencing token")
 	}
-	j, err := e.store.JobGet(ctx, d.ID)
+	j, err := e.store.JobGet(ctx, a.JobID)
 	if err != nil {
 		e.t.Fatal(err)
 	}

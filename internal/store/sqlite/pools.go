@@ -274,6 +274,16 @@ func nodeGone(n *store.Node) error {
 	return nil
 }
 
+// liveNode reads a node that is ready or draining: ErrNodeGone for one lost
+// or left.
+func liveNode(ctx context.Context, q querier, id string) (*store.Node, error) {
+	n, err := getNode(ctx, q, id)
+	if err != nil {
+		return nil, err
+	}
+	return n, nodeGone(n)
+}
+
 func (s *Store) NodeHeartbeat(ctx context.Context, p *store.NodeHeartbeatParams) (*store.Node, error) {
 	now := nowOr(p.Now)
 	var n *store.Node
@@ -366,11 +376,8 @@ func (s *Store) NodeMarkLost(ctx context.Context, p *store.NodeMarkLostParams) (
 func (s *Store) NodeLeave(ctx context.Context, p *store.NodeLeaveParams) error {
 	now := nowOr(p.Now)
 	return s.write(ctx, func(tx *sql.Tx) error {
-		n, err := getNode(ctx, tx, p.NodeID)
+		n, err := liveNode(ctx, tx, p.NodeID)
 		if err != nil {
-			return err
-		}
-		if err := nodeGone(n); err != nil {
 			return err
 		}
 		n.LastHeartbeatAt = now
@@ -389,11 +396,8 @@ func (s *Store) NodeSetCapacity(ctx context.Context, p *store.NodeSetCapacityPar
 		return fmt.Errorf("sqlite: node %s: GPUs: %w", p.NodeID, err)
 	}
 	return s.write(ctx, func(tx *sql.Tx) error {
-		n, err := getNode(ctx, tx, p.NodeID)
+		n, err := liveNode(ctx, tx, p.NodeID)
 		if err != nil {
-			return err
-		}
-		if err := nodeGone(n); err != nil {
 			return err
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE nodes SET milli_cpus = ?, memory_bytes = ?, gpus = ? WHERE id = ?`,
@@ -406,11 +410,8 @@ func (s *Store) NodeDrain(ctx context.Context, p *store.NodeDrainParams) ([]stri
 	var asked []string
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		asked = nil
-		n, err := getNode(ctx, tx, p.NodeID)
+		n, err := liveNode(ctx, tx, p.NodeID)
 		if err != nil {
-			return err
-		}
-		if err := nodeGone(n); err != nil {
 			return err
 		}
 		state := store.NodeDraining
