@@ -198,7 +198,7 @@ func runChaos(t *testing.T, cfg config) {
 			t.Fatal(err)
 		}
 		a := &agent{name: fmt.Sprintf("agent-%02d", i), dir: filepath.Join(r.dir, "agents", fmt.Sprintf("agent-%02d", i)),
-			logDir: logDir, proxy: p, server: "http://" + p.Addr(), token: tok.Token}
+			logDir: logDir, proxy: p, server: "https://" + p.Addr(), ca: filepath.Join(r.srv.dir, "ca.crt"), token: tok.Token}
 		r.agents[i] = a
 		wg.Add(1)
 		go func() {

@@ -220,7 +220,7 @@ type server struct {
 	refusedNow  [2]float64
 }
 
-var servingRE = regexp.MustCompile(`serving on (http://\S+)`)
+var servingRE = regexp.MustCompile(`serving on (https://\S+)`)
 
 // args are the server's flags: fast failure detection, and no automatic
 // quarantine. The suite loses nodes of its one pool on purpose, far faster
@@ -244,7 +244,11 @@ func (s *server) start() error {
 	if err != nil {
 		return fmt.Errorf("server: %w; output:\n%s", err, p.out.String())
 	}
-	c, err := client.New(m[1])
+	ca, err := lodeserver.ReadCA(s.dir)
+	if err != nil {
+		return err
+	}
+	c, err := client.New(m[1], client.TrustCA(ca))
 	if err != nil {
 		return err
 	}
@@ -358,6 +362,7 @@ type agent struct {
 	logDir string
 	proxy  *Proxy
 	server string // the server URL the agent dials: its proxy
+	ca     string // the control plane's CA certificate file
 	token  string
 
 	// faultMu serializes the faults that hit this slot.
@@ -378,7 +383,7 @@ func (a *agent) start() error {
 	log := filepath.Join(a.logDir, fmt.Sprintf("%s.%d.log", a.name, a.incarnation))
 	a.logs = append(a.logs, log)
 	a.mu.Unlock()
-	p, err := startProc(log, "agent", "--server", a.server, "--join-token", a.token, "--name", a.name,
+	p, err := startProc(log, "agent", "--server", a.server, "--ca-file", a.ca, "--join-token", a.token, "--name", a.name,
 		"--dir", a.dir, "--gpus", "none", "--cpus", "1", "--memory", "512MiB", "--sync-every", "100ms", "--log-level", "info")
 	if err != nil {
 		return err

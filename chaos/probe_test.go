@@ -43,11 +43,7 @@ func (p *probe) run(ctx context.Context) {
 
 func (p *probe) join(ctx context.Context) (*client.Client, *wire.Joined, error) {
 	c := p.srv.client()
-	j, err := c.Join(ctx, &wire.Join{JoinToken: p.token, Name: "probe", MilliCPUs: 1, MemoryBytes: 1})
-	if err != nil {
-		return nil, nil, err
-	}
-	return c.WithNode(j.NodeID, j.Credential), j, nil
+	return c.JoinAs(ctx, &wire.Join{JoinToken: p.token, Name: "probe", MilliCPUs: 1, MemoryBytes: 1})
 }
 
 // beat heartbeats until ctx ends or the server says the node is gone.

@@ -42,11 +42,10 @@ func TestServerNoticesARunningTaskItsNodeDropped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	joined, err := c.Join(ctx, &wire.Join{JoinToken: tok.Token, Name: "fake", MilliCPUs: 1000, MemoryBytes: 1 << 30})
+	node, joined, err := c.JoinAs(ctx, &wire.Join{JoinToken: tok.Token, Name: "fake", MilliCPUs: 1000, MemoryBytes: 1 << 30})
 	if err != nil {
 		t.Fatal(err)
 	}
-	node := c.WithNode(joined.NodeID, joined.Credential)
 	r := &run{cfg: config{Step: 40 * time.Millisecond, Every: 5}, pidDir: dir}
 	s, err := r.spec(&job{name: "forgotten", target: 10})
 	if err != nil {

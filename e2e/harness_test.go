@@ -177,7 +177,7 @@ type cluster struct {
 	adminToken string
 }
 
-var servingRE = regexp.MustCompile(`serving on (http://\S+)`)
+var servingRE = regexp.MustCompile(`serving on (https://\S+)`)
 
 // startServer starts `lode server` on a fresh port with a fresh data
 // directory; extra flags are passed on.
@@ -194,7 +194,11 @@ func (cl *cluster) startServerProcess() {
 	cl.t.Helper()
 	cl.server = start(cl.t, nil, cl.args...)
 	cl.url = cl.server.out.waitMatch(cl.t, servingRE, 30*time.Second)[1]
-	c, err := client.New(cl.url)
+	ca, err := server.ReadCA(cl.dataDir)
+	if err != nil {
+		cl.t.Fatal(err)
+	}
+	c, err := client.New(cl.url, client.TrustCA(ca))
 	if err != nil {
 		cl.t.Fatal(err)
 	}
@@ -227,7 +231,7 @@ func (cl *cluster) startAgent(name string, extra ...string) *proc {
 	cl.t.Helper()
 	args := append([]string{"agent", "--server", cl.url, "--join-token", cl.token("default"), "--name", name,
 		"--dir", filepath.Join(cl.t.TempDir(), name), "--gpus", "none", "--sync-every", "200ms"}, extra...)
-	a := start(cl.t, nil, args...)
+	a := start(cl.t, cl.env(), args...)
 	a.out.waitMatch(cl.t, regexp.MustCompile(`msg=joined`), 20*time.Second)
 	return a
 }
@@ -235,7 +239,13 @@ func (cl *cluster) startAgent(name string, extra ...string) *proc {
 // run runs a lode CLI command against this cluster.
 func (cl *cluster) run(args ...string) (int, string, string) {
 	cl.t.Helper()
-	return lode(cl.t, []string{"LODE_TOKEN=" + cl.adminToken}, append(args, "--server", cl.url)...)
+	return lode(cl.t, cl.env(), append(args, "--server", cl.url)...)
+}
+
+// env is what a lode process needs to talk to this cluster's server: the
+// administrator's token and the control plane's CA.
+func (cl *cluster) env() []string {
+	return []string{"LODE_TOKEN=" + cl.adminToken, "LODE_CA=" + filepath.Join(cl.dataDir, "ca.crt")}
 }
 
 // job returns a job's details.

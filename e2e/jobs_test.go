@@ -174,7 +174,7 @@ func TestServerDownGivesAClearError(t *testing.T) {
 
 func TestAgentWithWrongTokenRetriesWithAClearMessage(t *testing.T) {
 	cl := startServer(t, "--no-local-pool")
-	a := start(t, nil, "agent", "--server", cl.url, "--join-token", "not-a-token", "--dir", t.TempDir(), "--gpus", "none")
+	a := start(t, cl.env(), "agent", "--server", cl.url, "--join-token", "not-a-token", "--dir", t.TempDir(), "--gpus", "none")
 	a.out.waitMatch(t, regexp.MustCompile(`refused the join token`), 20*time.Second)
 	// Still alive (not exited, not a zombie) after refusing: it retries.
 	if !alive(a.cmd.Process.Pid) {

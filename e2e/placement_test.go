@@ -46,7 +46,7 @@ func TestPlacementFollowsPolicyAndPrice(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		a := start(t, nil, "agent", "--server", cl.url, "--join-token", tok.Token, "--name", name,
+		a := start(t, cl.env(), "agent", "--server", cl.url, "--join-token", tok.Token, "--name", name,
 			"--dir", filepath.Join(t.TempDir(), name), "--gpus", gpus, "--cpus", "4", "--memory", "8GiB")
 		a.out.waitMatch(t, regexp.MustCompile(`msg=joined`), 20*time.Second)
 	}

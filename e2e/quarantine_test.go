@@ -29,7 +29,7 @@ func TestPoolWhoseAgentsAreKilledIsQuarantined(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		a := start(t, nil, "agent", "--server", cl.url, "--join-token", tok.Token, "--name", name,
+		a := start(t, cl.env(), "agent", "--server", cl.url, "--join-token", tok.Token, "--name", name,
 			"--dir", filepath.Join(t.TempDir(), name), "--gpus", "none", "--cpus", "2", "--memory", "2GiB", "--sync-every", "100ms")
 		a.out.waitMatch(t, regexp.MustCompile(`msg=joined`), 20*time.Second)
 		return a
@@ -79,7 +79,7 @@ func TestPoolWhoseAgentsAreKilledIsQuarantined(t *testing.T) {
 	if !strings.Contains(stdout, "quarantined: lost 2 nodes") {
 		t.Errorf("lode pools does not say why the rigs are quarantined:\n%s", stdout)
 	}
-	if _, logs, _ := cl.run("logs", id); !resumedRE.MatchString(logs) {
-		t.Errorf("the job did not resume from its checkpoint in the cloud:\n%s", logs)
+	if code, logs, stderr := cl.run("logs", id); !resumedRE.MatchString(logs) {
+		t.Errorf("the job did not resume from its checkpoint in the cloud (lode logs exited %d):\n%s\nstderr:\n%s", code, logs, stderr)
 	}
 }

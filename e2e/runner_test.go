@@ -19,14 +19,13 @@ import (
 // running. It returns the first task it is given.
 func (cl *cluster) runnerNode(ctx context.Context) <-chan wire.Assignment {
 	cl.t.Helper()
-	joined, err := cl.c.Join(ctx, &wire.Join{
+	node, joined, err := cl.c.JoinAs(ctx, &wire.Join{
 		JoinToken: cl.token("default"), Name: "pod-host", MilliCPUs: 2000, MemoryBytes: 1 << 30,
 		GPUs: []core.GPU{}, Labels: map[string]string{wire.LabelAddr: "127.0.0.1"},
 	})
 	if err != nil {
 		cl.t.Fatal(err)
 	}
-	node := cl.c.WithNode(joined.NodeID, joined.Credential)
 	given := make(chan wire.Assignment, 1)
 	go func() {
 		var tasks []wire.TaskRef
@@ -78,7 +77,7 @@ func TestRunnerRunsATaskWithoutAnAgent(t *testing.T) {
 	ran := func(name string) string { return filepath.Join(scratch, name) }
 	taskDir := filepath.Join(t.TempDir(), "task")
 	env := func(token string) []string {
-		return []string{"LODE_SERVER=" + cl.url, "LODE_ATTEMPT=" + as.Task.AttemptID, "LODE_RANK=",
+		return []string{"LODE_SERVER=" + cl.url, "LODE_CA=" + filepath.Join(cl.dataDir, "ca.crt"), "LODE_ATTEMPT=" + as.Task.AttemptID, "LODE_RANK=",
 			"JOB_COMPLETION_INDEX=0", "LODE_FENCING_TOKEN=" + token, "LODE_TASK_DIR=" + taskDir}
 	}
 	// A runner holding a forged token gets nothing while the attempt is

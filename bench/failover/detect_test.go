@@ -25,6 +25,7 @@ const pollEvery = 50 * time.Millisecond
 // fleet is the set of `lode agent` processes of a run.
 type fleet struct {
 	bin, url, token, dir string
+	ca                   string // the control plane's CA certificate file
 
 	mu     sync.Mutex
 	n      int
@@ -42,7 +43,7 @@ func (f *fleet) start() error {
 	f.n++
 	name := fmt.Sprintf("rig-%03d", f.n)
 	f.mu.Unlock()
-	p, err := startProc(f.bin, "lode agent "+name, "agent", "--server", f.url, "--join-token", f.token, "--name", name,
+	p, err := startProc(f.bin, "lode agent "+name, "agent", "--server", f.url, "--ca-file", f.ca, "--join-token", f.token, "--name", name,
 		"--dir", filepath.Join(f.dir, name), "--gpus", "none", "--cpus", "1", "--memory", "1GiB")
 	if err != nil {
 		return err
@@ -120,7 +121,7 @@ func BenchmarkDetectAndResume(b *testing.B) {
 
 	srv := startServer(b, "--quarantine-below=-1")
 	ttl, interval := leaseTerms(b, srv)
-	f := &fleet{bin: binary(b), url: srv.url, token: srv.joinToken(b), dir: b.TempDir(), byNode: map[string]*proc{}}
+	f := &fleet{bin: binary(b), url: srv.url, token: srv.joinToken(b), dir: b.TempDir(), ca: filepath.Join(srv.dir, "ca.crt"), byNode: map[string]*proc{}}
 	b.Cleanup(f.stopAll)
 
 	// Twice as many agents as jobs: a lost job always finds a free agent.

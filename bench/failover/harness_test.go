@@ -157,9 +157,11 @@ type server struct {
 	*proc
 	url string
 	c   *client.Client
+	ca  []byte // the control plane's CA certificate
+	dir string // its data directory
 }
 
-var servingRE = regexp.MustCompile(`serving on (http://\S+)`)
+var servingRE = regexp.MustCompile(`serving on (https://\S+)`)
 
 // startServer starts `lode server --no-local-pool` on a free loopback port
 // with a fresh data directory; extra flags are passed on. It is stopped
@@ -187,7 +189,11 @@ func startServer(b *testing.B, extra ...string) *server {
 	if err != nil {
 		b.Fatal(err)
 	}
-	c, err := client.New(m[1])
+	ca, err := lodeserver.ReadCA(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := client.New(m[1], client.TrustCA(ca))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -195,7 +201,7 @@ func startServer(b *testing.B, extra ...string) *server {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return &server{proc: p, url: m[1], c: c.WithToken(tok)}
+	return &server{proc: p, url: m[1], c: c.WithToken(tok), ca: ca, dir: dir}
 }
 
 func (s *server) joinToken(b *testing.B) string {

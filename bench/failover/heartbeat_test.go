@@ -88,7 +88,7 @@ func BenchmarkHeartbeatLoad(b *testing.B) {
 
 	s := &sim{token: srv.joinToken(b), seed: seed, lat: make([][]time.Duration, n), nodes: map[string]bool{}, gone: map[string]bool{}}
 	for range transports {
-		c, err := client.New(srv.url)
+		c, err := client.New(srv.url, client.TrustCA(srv.ca))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -274,14 +274,15 @@ func (s *sim) join(ctx context.Context, i int) (*client.Client, string, error) {
 	for range 3 {
 		jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		var j *wire.Joined
-		j, err = base.Join(jctx, req)
+		var node *client.Client
+		node, j, err = base.JoinAs(jctx, req)
 		cancel()
 		if err == nil {
 			s.interval.Store(int64(time.Duration(j.HeartbeatIntervalMS) * time.Millisecond))
 			s.mu.Lock()
 			s.nodes[j.NodeID] = true
 			s.mu.Unlock()
-			return base.WithNode(j.NodeID, j.Credential), j.NodeID, nil
+			return node, j.NodeID, nil
 		}
 		if ctx.Err() != nil || client.IsUnauthorized(err) {
 			break

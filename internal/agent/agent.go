@@ -27,6 +27,11 @@ import (
 type Config struct {
 	Server    string
 	JoinToken string
+	// CA is the control plane's CA certificate (PEM) to trust; CAHash, its
+	// fingerprint ("sha256:…"), fetches it from the server and checks it.
+	// With neither, the system's roots verify the server.
+	CA     []byte
+	CAHash string
 	// Name names the node; the hostname by default.
 	Name string
 	// Dir holds the agent's task directories; it is created 0700.
@@ -67,7 +72,7 @@ type Agent struct {
 
 // New checks cfg and returns an agent; Run starts it.
 func New(cfg Config) (*Agent, error) {
-	c, err := client.New(cfg.Server)
+	c, err := client.New(cfg.Server, client.TrustCA(cfg.CA))
 	if err != nil {
 		return nil, err
 	}
@@ -184,11 +189,16 @@ func (a *Agent) join(ctx context.Context) (*client.Client, *wire.Joined, error) 
 	}
 	b := backoff{min: 500 * time.Millisecond, max: 30 * time.Second}
 	for {
-		joined, err := a.base.Join(ctx, req)
+		err := a.trustServer(ctx)
+		var node *client.Client
+		var joined *wire.Joined
+		if err == nil {
+			node, joined, err = a.base.JoinAs(ctx, req)
+		}
 		if err == nil {
 			a.log.Info("joined", slog.String("node", joined.NodeID), slog.String("pool", joined.Pool),
 				slog.String("server", a.base.BaseURL()), slog.Int("gpus", len(a.cfg.GPUs)))
-			return a.base.WithNode(joined.NodeID, joined.Credential), joined, nil
+			return node, joined, nil
 		}
 		if ctx.Err() != nil {
 			return nil, nil, ctx.Err()
@@ -209,6 +219,41 @@ func (a *Agent) join(ctx context.Context) (*client.Client, *wire.Joined, error) 
 	}
 }
 
+// trustServer fetches the server's CA once, when the agent was given only
+// its fingerprint, and trusts it from then on.
+func (a *Agent) trustServer(ctx context.Context) error {
+	if a.cfg.CAHash == "" || a.cfg.CA != nil {
+		return nil
+	}
+	ca, err := client.FetchCA(ctx, a.cfg.Server, a.cfg.CAHash)
+	if err != nil {
+		return err
+	}
+	c, err := client.New(a.cfg.Server, client.TrustCA(ca))
+	if err != nil {
+		return err
+	}
+	a.cfg.CA, a.base = ca, c
+	return nil
+}
+
+// renewCertificate renews the node's certificate once it has used up two
+// thirds of its life; it reports whether it did, so that the heartbeat
+// stream reconnects with the new one.
+func (a *Agent) renewCertificate(ctx context.Context, c *client.Client) bool {
+	id := c.Identity()
+	if id == nil || !id.DueForRenewal(time.Now()) {
+		return false
+	}
+	if err := c.RenewCertificate(ctx); err != nil {
+		a.log.Warn("could not renew the node's certificate; retrying at the next heartbeat", slog.Any("err", err),
+			slog.Time("expires", id.Certificate().NotAfter))
+		return false
+	}
+	a.log.Info("node certificate renewed", slog.Time("expires", id.Certificate().NotAfter))
+	return true
+}
+
 // serve heartbeats until ctx ends (false) or the server says the node is
 // gone (true). Heartbeats travel on one stream, opened again whenever it
 // breaks.
@@ -225,6 +270,9 @@ func (a *Agent) serve(ctx context.Context, c *client.Client, joined *wire.Joined
 		case <-ctx.Done():
 			return false
 		case <-t.C:
+		}
+		if a.renewCertificate(ctx, c) {
+			beats.close() // the next stream presents the new certificate
 		}
 		reply, err := beats.beat(ctx, &wire.Heartbeat{Tasks: a.running()})
 		switch {

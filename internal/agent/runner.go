@@ -18,7 +18,10 @@ import (
 
 // RunnerConfig configures RunTask.
 type RunnerConfig struct {
-	Server       string
+	Server string
+	// CA is the control plane's CA certificate (PEM) to trust; nil: the
+	// system's roots.
+	CA           []byte
 	AttemptID    string
 	Rank         int
 	FencingToken string
@@ -60,7 +63,7 @@ var ErrNotAssigned = errors.New("no task to run")
 // The error is nil once the task ran, however it ended (see TaskEnd); it
 // wraps ErrNotAssigned when the server handed out no task.
 func RunTask(ctx context.Context, cfg RunnerConfig) (TaskEnd, error) {
-	c, err := client.New(cfg.Server)
+	c, err := client.New(cfg.Server, client.TrustCA(cfg.CA))
 	if err != nil {
 		return TaskEnd{}, err
 	}

@@ -18,6 +18,7 @@ import (
 	"lode.dev/lode/internal/audit"
 	"lode.dev/lode/internal/core"
 	"lode.dev/lode/internal/lease"
+	"lode.dev/lode/internal/pki"
 	"lode.dev/lode/internal/store"
 	"lode.dev/lode/internal/wire"
 )
@@ -50,9 +51,21 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) error {
 		return badRequest("", "a node needs a name")
 	}
 	now := s.cfg.Now().UTC()
+	nodeID := core.NewID("node")
+	var certPEM []byte
+	switch {
+	case len(req.CSR) > 0 && s.cfg.Authority != nil:
+		var err error
+		if certPEM, err = s.cfg.Authority.SignNode(req.CSR, nodeID, now, s.cfg.NodeCertLife); err != nil {
+			return badRequest("send a certificate request (DER) for a key the node made", "%v", err)
+		}
+	case s.cfg.Authority != nil:
+		return badRequest("upgrade the agent: this server gives every node a certificate, and needs its certificate request",
+			"the join sent no certificate request")
+	}
 	cred := core.NewSecret()
 	n := &store.Node{
-		ID: core.NewID("node"), PoolID: pool.ID, Name: req.Name, State: store.NodeReady,
+		ID: nodeID, PoolID: pool.ID, Name: req.Name, State: store.NodeReady,
 		MilliCPUs: req.MilliCPUs, MemoryBytes: req.MemoryBytes, GPUs: req.GPUs, Labels: req.Labels,
 		CredentialHash: credentialHash(cred), AgentVersion: req.AgentVersion,
 		RegisteredAt: now, LastHeartbeatAt: now, LeaseExpiresAt: now.Add(s.cfg.LeaseTTL),
@@ -66,7 +79,7 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) error {
 	s.cfg.Logger.Info("node joined", "node", n.ID, "name", n.Name, "pool", pool.Name, "gpus", len(n.GPUs))
 	s.cfg.Scheduler.Wake()
 	return writeJSON(w, http.StatusCreated, wire.Joined{
-		NodeID: n.ID, Credential: cred, Pool: pool.Name,
+		NodeID: n.ID, Credential: cred, Pool: pool.Name, Certificate: string(certPEM),
 		HeartbeatIntervalMS: s.cfg.HeartbeatInterval.Milliseconds(), LeaseTTLMS: s.cfg.LeaseTTL.Milliseconds(),
 	})
 }
@@ -82,6 +95,9 @@ func (s *Server) node(r *http.Request) (string, error) {
 	unauthorized := errorf(http.StatusUnauthorized, "unauthorized", "join again with a join token", "unknown node or wrong credential")
 	if id == "" || !ok {
 		return "", unauthorized
+	}
+	if err := s.checkNodeCert(r, id); err != nil {
+		return "", err
 	}
 	hash, live := s.leases.Credential(id)
 	if !live {
@@ -103,6 +119,66 @@ func (s *Server) node(r *http.Request) (string, error) {
 	return id, nil
 }
 
+// checkNodeCert requires, when the server has a CA, that a node's request
+// come over mutual TLS with a certificate the CA signed for that very node:
+// a stolen credential is useless without the node's key, and a certificate
+// of one node cannot speak for another. Revoking or removing a node needs
+// no certificate revocation list: the node's state, checked on every
+// request, refuses it at once.
+func (s *Server) checkNodeCert(r *http.Request, nodeID string) error {
+	if s.cfg.Authority == nil {
+		return nil
+	}
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+		return errorf(http.StatusUnauthorized, "unauthorized", "the agent presents the certificate it got at join; join again if it has none",
+			"node %s: no client certificate from the control plane's CA", nodeID)
+	}
+	leaf := r.TLS.VerifiedChains[0][0]
+	if id, ok := pki.NodeID(leaf); !ok || id != nodeID {
+		return errorf(http.StatusUnauthorized, "unauthorized", "", "the client certificate is node %q's, not node %s's", id, nodeID)
+	}
+	// A connection outlives the handshake that checked the certificate:
+	// one made with a certificate that has since expired is refused.
+	if s.cfg.Now().After(leaf.NotAfter) {
+		return errorf(http.StatusUnauthorized, "unauthorized", "the agent renews its certificate before it expires; join again",
+			"node %s: its certificate expired at %s", nodeID, leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// renewCertificate signs a certificate for a new key of a node that holds
+// a valid one: agents renew before their certificate expires.
+func (s *Server) renewCertificate(w http.ResponseWriter, r *http.Request) error {
+	nodeID, err := s.node(r)
+	if err != nil {
+		return err
+	}
+	if s.cfg.Authority == nil {
+		return errorf(http.StatusNotFound, "not_found", "", "this server issues no certificates")
+	}
+	var req wire.RenewCertificate
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	certPEM, err := s.cfg.Authority.SignNode(req.CSR, nodeID, s.cfg.Now().UTC(), s.cfg.NodeCertLife)
+	if err != nil {
+		return badRequest("send a certificate request (DER) for a key the node made", "%v", err)
+	}
+	s.record(r.Context(), audit.NodeCertified, "node:"+nodeID, nodeID, "", nil)
+	return writeJSON(w, http.StatusOK, wire.NodeCertificate{Certificate: string(certPEM)})
+}
+
+// caCert serves the control plane's CA certificate, for agents that check
+// it against the fingerprint they were given.
+func (s *Server) caCert(w http.ResponseWriter, r *http.Request) error {
+	if s.cfg.Authority == nil {
+		return errorf(http.StatusNotFound, "not_found", "", "this server has no CA of its own")
+	}
+	w.Header().Set("Content-Type", "application/x-pem-file")
+	_, err := w.Write(s.cfg.Authority.CertPEM())
+	return err
+}
+
 // readEvery bounds how long a node's heartbeats may go without reading the
 // store, should a change not have been announced to the lease book. Every
 // change is announced, so this is a safety net, spread thin: at 10,000
@@ -117,11 +193,16 @@ const readEvery = 30 * time.Second
 // when the server shuts down, or with an error frame (a bad frame, the node
 // gone).
 func (s *Server) heartbeats(w http.ResponseWriter, r *http.Request) error {
+	rc := http.NewResponseController(w)
 	nodeID, err := s.node(r)
 	if err != nil {
+		if r.ContentLength < 0 {
+			// A stream's body never ends: the refusal must not wait for
+			// it, as the server otherwise would before answering.
+			rc.EnableFullDuplex()
+		}
 		return err
 	}
-	rc := http.NewResponseController(w)
 	if err := rc.EnableFullDuplex(); err != nil {
 		return err
 	}

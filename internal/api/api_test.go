@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"lode.dev/lode/internal/client"
 	"lode.dev/lode/internal/core"
 	"lode.dev/lode/internal/data"
+	"lode.dev/lode/internal/pki"
 	"lode.dev/lode/internal/sched"
 	"lode.dev/lode/internal/spec"
 	"lode.dev/lode/internal/store"
@@ -40,7 +42,11 @@ type env struct {
 
 // newEnv serves the API over real SQLite, a real key file and a real
 // file-backed blob store.
-func newEnv(t testing.TB) *env {
+func newEnv(t testing.TB) *env { return newEnvWithCA(t, nil) }
+
+// newEnvWithCA is newEnv with the control plane's CA, when ca is not nil:
+// the API is served over TLS, and nodes need their certificates.
+func newEnvWithCA(t testing.TB, ca *pki.Authority) *env {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -68,8 +74,18 @@ func newEnv(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	s := New(Config{Store: st, Chunks: data.NewBucketStore(bucket), Keyring: kr, Scheduler: nopScheduler{},
-		HeartbeatInterval: time.Second, LeaseTTL: 5 * time.Second, PublicURL: "http://lode.test"})
-	hs := httptest.NewServer(s.Handler())
+		HeartbeatInterval: time.Second, LeaseTTL: 5 * time.Second, PublicURL: "http://lode.test", Authority: ca})
+	hs := httptest.NewUnstartedServer(s.Handler())
+	if ca != nil {
+		cert, err := ca.ServingCert([]string{"127.0.0.1"}, time.Now(), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: ca.Pool()}
+		hs.StartTLS()
+	} else {
+		hs.Start()
+	}
 	t.Cleanup(hs.Close)
 	e := &env{t: t, srv: s, http: hs, store: st, pool: pool}
 	e.admin = e.user("admin", true)
@@ -532,5 +548,66 @@ func TestKeysAreRefusedWhereThePolicyForbids(t *testing.T) {
 	}
 	if !refused {
 		t.Error("the audit log does not record the refusal")
+	}
+}
+
+// TestNodesAuthenticateWithTheirCertificates: over TLS with the control
+// plane's CA, a node joins with a certificate request and must present the
+// certificate it got: its credential alone, or another node's certificate,
+// is refused; renewal gives a new certificate that works.
+func TestNodesAuthenticateWithTheirCertificates(t *testing.T) {
+	ca, err := pki.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvWithCA(t, ca)
+	ctx := t.Context()
+	base, err := client.New(e.http.URL, client.TrustCA(ca.CertPEM()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	join := func(name string) (*client.Client, *wire.Joined) {
+		t.Helper()
+		node, joined, err := base.JoinAs(ctx, &wire.Join{JoinToken: "tok", Name: name, MilliCPUs: 1000, MemoryBytes: 1 << 30})
+		if err != nil {
+			t.Fatalf("join: %v", err)
+		}
+		return node, joined
+	}
+	a, ja := join("a")
+	_, jb := join("b")
+	if _, err := a.Heartbeat(ctx, &wire.Heartbeat{}); err != nil {
+		t.Fatalf("a node with its certificate: %v", err)
+	}
+	// The credential without the certificate.
+	if _, err := base.WithNode(ja.NodeID, ja.Credential).Heartbeat(ctx, &wire.Heartbeat{}); !client.IsUnauthorized(err) {
+		t.Errorf("the credential without the certificate: %v, want unauthorized", err)
+	}
+	// Node a's certificate speaking for node b.
+	if _, err := a.WithNode(jb.NodeID, jb.Credential).Heartbeat(ctx, &wire.Heartbeat{}); !client.IsUnauthorized(err) {
+		t.Errorf("another node's certificate: %v, want unauthorized", err)
+	}
+	// A join without a certificate request is refused.
+	if _, err := base.Join(ctx, &wire.Join{JoinToken: "tok", Name: "c", MilliCPUs: 1000, MemoryBytes: 1 << 30}); err == nil {
+		t.Error("a join without a certificate request: want an error")
+	}
+	old := a.Identity().Certificate()
+	if err := a.RenewCertificate(ctx); err != nil {
+		t.Fatalf("renew: %v", err)
+	}
+	if a.Identity().Certificate().Equal(old) {
+		t.Error("renewal kept the old certificate")
+	}
+	if _, err := a.Heartbeat(ctx, &wire.Heartbeat{}); err != nil {
+		t.Errorf("after renewal: %v", err)
+	}
+	// Fetching the CA by its fingerprint, as an agent given only that does.
+	pem, err := client.FetchCA(ctx, e.http.URL, ca.Fingerprint())
+	if err != nil || string(pem) != string(ca.CertPEM()) {
+		t.Errorf("FetchCA: %v", err)
+	}
+	other, _ := pki.Open(t.TempDir())
+	if _, err := client.FetchCA(ctx, e.http.URL, other.Fingerprint()); err == nil {
+		t.Error("FetchCA with another CA's fingerprint: want an error")
 	}
 }

@@ -48,12 +48,24 @@ func (s *Server) joinToken(w http.ResponseWriter, r *http.Request) error {
 	if p.JoinToken == "" {
 		return errorf(http.StatusConflict, "conflict", "", "pool %s takes no agents", p.Name)
 	}
-	return writeJSON(w, http.StatusOK, wire.JoinToken{Pool: p.Name, Token: p.JoinToken, Command: JoinCommand(s.cfg.PublicURL, p.JoinToken)})
+	return writeJSON(w, http.StatusOK, wire.JoinToken{Pool: p.Name, Token: p.JoinToken, Command: JoinCommand(s.cfg.PublicURL, p.JoinToken, s.caHash())})
 }
 
-// JoinCommand is the command that starts an agent for a pool.
-func JoinCommand(serverURL, token string) string {
-	return fmt.Sprintf("lode agent --server %s --join-token %s", serverURL, token)
+// JoinCommand is the command that starts an agent for a pool; caHash, the
+// fingerprint of the control plane's CA, lets the agent trust it.
+func JoinCommand(serverURL, token, caHash string) string {
+	cmd := fmt.Sprintf("lode agent --server %s --join-token %s", serverURL, token)
+	if caHash != "" {
+		cmd += " --ca-hash " + caHash
+	}
+	return cmd
+}
+
+func (s *Server) caHash() string {
+	if s.cfg.Authority == nil {
+		return ""
+	}
+	return s.cfg.Authority.Fingerprint()
 }
 
 func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) error {

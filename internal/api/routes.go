@@ -104,6 +104,11 @@ func (s *Server) register() {
 		summary: "Give a user a role in a project (project admins).", request: wire.MemberSpec{}, response: wire.MemberInfo{}}, s.putMember)
 	s.handle(route{method: "DELETE", path: "/v1/projects/{name}/members/{user}", tag: "projects",
 		summary: "Take a user's role in a project away (project admins)."}, s.deleteMember)
+	s.handle(route{method: "GET", path: "/v1/ca", access: public, tag: "agent",
+		summary: "The control plane's CA certificate (PEM); agents check it against the fingerprint they were given."}, s.caCert)
+	s.handle(route{method: "POST", path: "/v1/agent/certificate", access: worker, tag: "agent",
+		summary: "Renew the node's certificate: the CA signs one for a new key (mutual TLS with the current one).",
+		request: wire.RenewCertificate{}, response: wire.NodeCertificate{}}, s.renewCertificate)
 	s.handle(route{method: "POST", path: "/v1/agent/join", access: public, tag: "agent", summary: "Trade a pool's join token for a node identity.",
 		request: wire.Join{}, response: wire.Joined{}}, s.join)
 	s.handle(route{method: "POST", path: "/v1/agent/heartbeats", access: worker, tag: "agent", media: wire.MediaLines,

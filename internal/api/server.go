@@ -25,6 +25,7 @@ import (
 	"lode.dev/lode/internal/core"
 	"lode.dev/lode/internal/data"
 	"lode.dev/lode/internal/lease"
+	"lode.dev/lode/internal/pki"
 	"lode.dev/lode/internal/reliability"
 	"lode.dev/lode/internal/sched"
 	"lode.dev/lode/internal/store"
@@ -58,6 +59,13 @@ type Config struct {
 	// Policy is the data policy the scheduler places by, checked again
 	// before a node gets a job's keys; the zero value is the default.
 	Policy sched.Policy
+	// Authority is the control plane's CA. With it, joining nodes get a
+	// certificate, and the agent API requires mutual TLS with it; without
+	// it (tests over plain HTTP) a node's credential alone authenticates.
+	Authority *pki.Authority
+	// NodeCertLife is how long a node certificate is valid (a day by
+	// default); agents renew theirs before it ends.
+	NodeCertLife time.Duration
 }
 
 // Scheduler is the part of the control loop the API talks to.
@@ -86,6 +94,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Leases == nil {
 		cfg.Leases = lease.NewBook()
+	}
+	if cfg.NodeCertLife == 0 {
+		cfg.NodeCertLife = 24 * time.Hour
 	}
 	s := &Server{cfg: cfg, leases: cfg.Leases, mux: http.NewServeMux(), changes: newChanges()}
 	s.metrics = newMetrics(cfg.Store)

@@ -39,6 +39,7 @@ const (
 	TokenRevoked       = "token.revoked"
 	AccessDenied       = "access.denied"
 	NodeRevoked        = "node.revoked"
+	NodeCertified      = "node.certified"
 	NodeRefused        = "node.refused"
 	UploadRejected     = "upload.rejected"
 )

@@ -44,6 +44,7 @@ func (e *ExitError) Unwrap() error { return e.Err }
 type globals struct {
 	server string
 	token  string
+	caFile string
 	output string
 	local  bool
 	out    io.Writer
@@ -73,10 +74,12 @@ training that resumes from its last checkpoint when a node disappears.`,
 		SilenceErrors: true,
 		Version:       Version,
 	}
-	root.PersistentFlags().StringVar(&g.server, "server", cmp.Or(os.Getenv("LODE_SERVER"), "http://127.0.0.1:7070"),
+	root.PersistentFlags().StringVar(&g.server, "server", cmp.Or(os.Getenv("LODE_SERVER"), "https://127.0.0.1:7070"),
 		"control plane address (or $LODE_SERVER)")
 	root.PersistentFlags().StringVar(&g.token, "token", os.Getenv("LODE_TOKEN"),
 		"API token (or $LODE_TOKEN; by default the administrator's token that a server left in this machine's data directory)")
+	root.PersistentFlags().StringVar(&g.caFile, "ca-file", os.Getenv("LODE_CA"),
+		"the control plane's CA certificate (PEM) to trust (or $LODE_CA; by default the one in this machine's data directory, if any, else the system's roots)")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "text", "output format: text or json")
 	root.PersistentFlags().BoolVar(&g.local, "local", false,
 		"use an embedded control plane on this machine's data directory ($LODE_HOME) instead of --server")
@@ -131,11 +134,30 @@ func (g *globals) client() (*client.Client, error) {
 		}
 		g.embedded, g.server = srv, srv.URL()
 	}
-	c, err := client.New(g.server)
+	ca, err := g.trustedCA()
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.New(g.server, client.TrustCA(ca))
 	if err != nil {
 		return nil, err
 	}
 	return c.WithToken(g.apiToken()), nil
+}
+
+// trustedCA is the CA certificate to verify the server with: --ca-file or
+// $LODE_CA, else the CA of a server on this machine (its data directory),
+// else none (the system's roots).
+func (g *globals) trustedCA() ([]byte, error) {
+	if g.caFile != "" {
+		b, err := os.ReadFile(g.caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--ca-file: %w", err)
+		}
+		return b, nil
+	}
+	b, _ := server.ReadCA(dataHome())
+	return b, nil
 }
 
 // apiToken is the token to call with: --token or $LODE_TOKEN, else the

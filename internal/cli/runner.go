@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -48,9 +49,9 @@ func runnerConfig(getenv func(string) string, f runnerFlags) (*runnerSetup, erro
 	server, from := pick(f.server, "server", "LODE_SERVER")
 	switch u, err := url.Parse(server); {
 	case server == "":
-		errs = append(errs, errors.New("LODE_SERVER is not set: give the control plane's address (http://HOST:PORT), or --server"))
+		errs = append(errs, errors.New("LODE_SERVER is not set: give the control plane's address (https://HOST:PORT), or --server"))
 	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-		errs = append(errs, fmt.Errorf("%s=%q is not a server address: want http://HOST:PORT", from, server))
+		errs = append(errs, fmt.Errorf("%s=%q is not a server address: want https://HOST:PORT", from, server))
 	}
 	cfg.Server = server
 	if cfg.AttemptID, _ = pick(f.attempt, "attempt", "LODE_ATTEMPT"); cfg.AttemptID == "" {
@@ -70,6 +71,17 @@ func runnerConfig(getenv func(string) string, f runnerFlags) (*runnerSetup, erro
 	}
 	if cfg.FencingToken = getenv("LODE_FENCING_TOKEN"); cfg.FencingToken == "" {
 		errs = append(errs, errors.New("LODE_FENCING_TOKEN is not set: give the attempt's fencing token (on Kubernetes, from the attempt's Secret)"))
+	}
+	// LODE_CA is the control plane's CA certificate: its PEM text (as a
+	// Kubernetes Secret hands it over) or a file holding it.
+	if ca := getenv("LODE_CA"); strings.HasPrefix(strings.TrimSpace(ca), "-----BEGIN") {
+		cfg.CA = []byte(ca)
+	} else if ca != "" {
+		b, err := os.ReadFile(ca)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("LODE_CA=%q: %v: give the control plane's CA certificate (PEM text or a file)", ca, err))
+		}
+		cfg.CA = b
 	}
 	setup := &runnerSetup{}
 	dir, from := pick(f.taskDir, "task-dir", "LODE_TASK_DIR")

@@ -77,7 +77,9 @@ token for the "default" pool and prints the command that starts an agent with it
 	f := cmd.Flags()
 	f.StringVar(&cfg.DataDir, "data-dir", dataHome(), "where the database, key file and blobs live")
 	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:7070", "address to serve on (use 0.0.0.0:7070 for agents on other machines)")
-	f.StringVar(&cfg.PublicURL, "public-url", "", "address agents dial, if not http://LISTEN")
+	f.StringVar(&cfg.PublicURL, "public-url", "", "address agents dial, if not https://LISTEN")
+	f.StringVar(&cfg.TLSCert, "tls-cert", "", "the server's own TLS certificate (PEM; default: one the control plane's CA signs)")
+	f.StringVar(&cfg.TLSKey, "tls-key", "", "the key of --tls-cert")
 	f.StringVar(&cfg.BlobURL, "blob-url", "", "gocloud.dev/blob URL for encrypted data (default file://DATA-DIR/blobs)")
 	f.StringVar(&cfg.KeeperURL, "keeper-url", "", "gocloud.dev/secrets URL of the key-encryption key (default a key file in DATA-DIR)")
 	f.StringVar(&cfg.PoolsFile, "pools", "", "a pools file (YAML) whose pools are created or updated at start")
@@ -112,7 +114,7 @@ func agentCmd(g *globals) *cobra.Command {
 	var gpus, cpus, memory, logLevel string
 	var labels []string
 	cmd := &cobra.Command{
-		Use:   "agent --server URL --join-token TOKEN",
+		Use:   "agent --server URL --join-token TOKEN --ca-hash HASH",
 		Short: "Sell this machine's compute to a control plane",
 		Long: `Run an agent: it dials out to the control plane (so it works behind NAT),
 registers this machine's CPUs, memory and GPUs, and runs the tasks it is given,
@@ -148,6 +150,11 @@ move elsewhere from their last checkpoint.`,
 				cfg.Labels[k] = v
 			}
 			cfg.Server, cfg.Logger, cfg.Version, cfg.Guard = g.server, log, Version, selfBinary()
+			if g.caFile != "" {
+				if cfg.CA, err = os.ReadFile(g.caFile); err != nil {
+					return &ExitError{Code: 2, Err: fmt.Errorf("--ca-file: %w", err)}
+				}
+			}
 			if cfg.Dir == "" {
 				cfg.Dir = filepath.Join(dataHome(), "agent")
 			}
@@ -162,6 +169,8 @@ move elsewhere from their last checkpoint.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.JoinToken, "join-token", os.Getenv("LODE_JOIN_TOKEN"), "the pool's join token (or $LODE_JOIN_TOKEN)")
+	f.StringVar(&cfg.CAHash, "ca-hash", os.Getenv("LODE_CA_HASH"),
+		"fingerprint of the control plane's CA, sha256:… (or $LODE_CA_HASH; the server's join command holds it)")
 	f.StringVar(&cfg.Name, "name", "", "node name (default: hostname)")
 	f.StringVar(&cfg.Dir, "dir", "", "directory for task data (default: DATA-HOME/agent)")
 	f.StringVar(&gpus, "gpus", "", "declare GPUs, e.g. 2xrtx3090 or none (default: ask nvidia-smi)")

@@ -9,6 +9,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,23 +37,64 @@ type Client struct {
 	token string
 	// attempt and fence authenticate a runner's requests for its attempt.
 	attempt, fence string
+	// roots are the CAs the client trusts (nil: the system's); id is the
+	// node's certificate, for mutual TLS.
+	roots *x509.CertPool
+	id    *Identity
 }
 
-// New returns a client for the server at baseURL (http://host:port).
-func New(baseURL string) (*Client, error) {
+// Option configures a client.
+type Option func(*options)
+
+type options struct {
+	roots *x509.CertPool
+}
+
+// TrustCA makes the client trust the server's certificate when the CA with
+// this PEM certificate signed it (the control plane's own CA), instead of
+// the system's roots.
+func TrustCA(certPEM []byte) Option {
+	return func(o *options) {
+		if len(certPEM) == 0 {
+			return // none given: the system's roots
+		}
+		if o.roots == nil {
+			o.roots = x509.NewCertPool()
+		}
+		o.roots.AppendCertsFromPEM(certPEM)
+	}
+}
+
+// New returns a client for the server at baseURL (https://host:port).
+func New(baseURL string, opts ...Option) (*Client, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("bad server address %q: want http://HOST:PORT", baseURL)
+		return nil, fmt.Errorf("bad server address %q: want https://HOST:PORT", baseURL)
 	}
-	return &Client{
-		base: strings.TrimRight(baseURL, "/"),
-		http: &http.Client{Transport: &http.Transport{
-			Proxy:               http.ProxyFromEnvironment,
-			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConnsPerHost: 16,
-			IdleConnTimeout:     90 * time.Second,
-		}},
-	}, nil
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	c := &Client{base: strings.TrimRight(baseURL, "/"), roots: o.roots}
+	c.http = c.newHTTP(nil)
+	return c, nil
+}
+
+// newHTTP makes the client's HTTP client; a node's presents its
+// certificate.
+func (c *Client) newHTTP(id *Identity) *http.Client {
+	tc := &tls.Config{RootCAs: c.roots, MinVersion: tls.VersionTLS12}
+	if id != nil {
+		tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return id.current(), nil }
+	}
+	return &http.Client{Transport: &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:     tc,
+		ForceAttemptHTTP2:   false, // heartbeat streams are HTTP/1.1 full duplex
+		MaxIdleConnsPerHost: 16,
+		IdleConnTimeout:     90 * time.Second,
+	}}
 }
 
 // WithNode returns a copy of the client that authenticates as a node.

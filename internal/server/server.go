@@ -8,6 +8,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +27,7 @@ import (
 	"lode.dev/lode/internal/core"
 	"lode.dev/lode/internal/data"
 	"lode.dev/lode/internal/lease"
+	"lode.dev/lode/internal/pki"
 	"lode.dev/lode/internal/poolfile"
 	"lode.dev/lode/internal/reliability"
 	"lode.dev/lode/internal/store"
@@ -46,8 +48,13 @@ type Config struct {
 	// Listen is the address to serve on, 127.0.0.1:7070 by default; port 0
 	// picks a free one.
 	Listen string
-	// PublicURL is the address agents dial; by default http://LISTEN.
+	// PublicURL is the address agents dial; by default https://LISTEN.
 	PublicURL string
+	// TLSCert and TLSKey are the server's own certificate and key files;
+	// by default the control plane's CA (DATADIR/ca.crt) signs one for the
+	// listen address, localhost, the host name and PublicURL's host. Nodes'
+	// client certificates come from that CA either way.
+	TLSCert, TLSKey string
 	// BlobURL is any gocloud.dev/blob URL; file://DATADIR/blobs by default.
 	BlobURL string
 	// KeeperURL is any gocloud.dev/secrets URL for the key-encryption key;
@@ -80,6 +87,7 @@ type Config struct {
 type Server struct {
 	cfg      Config
 	lock     *os.File
+	ca       *pki.Authority
 	auditKey ed25519.PrivateKey
 	store    store.Store
 	leases   *lease.Book
@@ -150,7 +158,16 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if s.listener, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("listen on %s: %w (is another lode server running? pick another with --listen)", cfg.Listen, err)
 	}
-	s.url = cmp.Or(cfg.PublicURL, "http://"+s.listener.Addr().String())
+	s.url = cmp.Or(cfg.PublicURL, "https://"+s.listener.Addr().String())
+	if s.ca, err = pki.Open(cfg.DataDir); err != nil {
+		s.listener.Close()
+		return nil, err
+	}
+	tlsConfig, err := s.tlsConfig()
+	if err != nil {
+		s.listener.Close()
+		return nil, err
+	}
 
 	pools, err := s.firstStart(ctx)
 	if err != nil {
@@ -184,18 +201,21 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Logger: cfg.Logger.With("component", "api"), Scheduler: s.loop,
 		HeartbeatInterval: cfg.HeartbeatInterval, LeaseTTL: cfg.LeaseTTL,
 		PublicURL: s.url, Version: cfg.Version, Reliability: cfg.Reliability, Leases: s.leases,
-		AuditKey: s.auditKey.Public().(ed25519.PublicKey),
+		AuditKey: s.auditKey.Public().(ed25519.PublicKey), Authority: s.ca,
 	})
 	s.http = &http.Server{
 		Handler:           apiServer.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return runCtx },
 		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+		TLSConfig:         tlsConfig,
+		// HTTP/1.1 only: heartbeat streams are full-duplex HTTP/1.1.
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
 	}
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
-		if err := s.http.Serve(s.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.http.ServeTLS(s.listener, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.errc <- err
 		}
 	}()
@@ -218,7 +238,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	if tok := pools[DefaultPool]; tok != nil && pools["created"] != nil {
 		fmt.Fprintf(cfg.Out, "lode: first start. Agents join the %q pool with:\n  %s\n(`lode pools token %s` shows this again.)\n",
-			DefaultPool, api.JoinCommand(s.url, tok.JoinToken), DefaultPool)
+			DefaultPool, api.JoinCommand(s.url, tok.JoinToken, s.ca.Fingerprint()), DefaultPool)
 	}
 	if adminToken != "" {
 		fmt.Fprintf(cfg.Out, "lode: first start. The administrator's API token (shown this once; commands with --local on this machine read it from %s, mode 0600):\n  %s\n",
@@ -331,7 +351,7 @@ func (s *Server) graceLeases(ctx context.Context) error {
 
 func (s *Server) startLocalAgent(ctx context.Context, pool *store.Pool) error {
 	a, err := agent.New(agent.Config{
-		Server: s.url, JoinToken: pool.JoinToken, Dir: filepath.Join(s.cfg.DataDir, "agent"),
+		Server: s.url, JoinToken: pool.JoinToken, CA: s.ca.CertPEM(), Dir: filepath.Join(s.cfg.DataDir, "agent"),
 		GPUs: s.cfg.LocalGPUs, Labels: map[string]string{"lode.dev/local": "true"},
 		AdvertiseAddr: "127.0.0.1", Guard: s.cfg.Guard, Version: s.cfg.Version,
 		Logger: s.cfg.Logger.With("component", "agent"),
@@ -348,6 +368,9 @@ func (s *Server) startLocalAgent(ctx context.Context, pool *store.Pool) error {
 	}()
 	return nil
 }
+
+// CA is the control plane's CA certificate (PEM), for clients to trust.
+func (s *Server) CA() []byte { return s.ca.CertPEM() }
 
 // URL is where the server listens.
 func (s *Server) URL() string { return s.url }

@@ -2,8 +2,11 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +14,7 @@ import (
 
 	"lode.dev/lode/internal/api"
 	"lode.dev/lode/internal/core"
+	"lode.dev/lode/internal/pki"
 	"lode.dev/lode/internal/store"
 )
 
@@ -79,4 +83,49 @@ func ReadAdminToken(dataDir string) (string, error) {
 		return "", err
 	}
 	return strings.TrimSpace(string(b)), nil
+}
+
+// tlsConfig is what the server presents and asks: its own certificate (the
+// operator's, or one the control plane's CA signs for every name it may be
+// reached by), and, from nodes, client certificates of that CA.
+func (s *Server) tlsConfig() (*tls.Config, error) {
+	var cert tls.Certificate
+	var err error
+	if s.cfg.TLSCert != "" || s.cfg.TLSKey != "" {
+		if cert, err = tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey); err != nil {
+			return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+	} else if cert, err = s.ca.ServingCert(s.hostNames(), time.Now(), servingCertLife); err != nil {
+		return nil, err
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		ClientAuth:   tls.VerifyClientCertIfGiven,
+		ClientCAs:    s.ca.Pool(),
+		MinVersion:   tls.VersionTLS12,
+	}, nil
+}
+
+// servingCertLife is how long the serving certificate the CA signs is
+// valid; a new one is made at every start.
+const servingCertLife = 365 * 24 * time.Hour
+
+// hostNames are the names and addresses clients may reach the server by.
+func (s *Server) hostNames() []string {
+	names := []string{"localhost", "127.0.0.1", "::1"}
+	if h, _, err := net.SplitHostPort(s.listener.Addr().String()); err == nil {
+		names = append(names, h)
+	}
+	if host, err := os.Hostname(); err == nil {
+		names = append(names, host)
+	}
+	if u, err := url.Parse(s.url); err == nil && u.Hostname() != "" {
+		names = append(names, u.Hostname())
+	}
+	return names
+}
+
+// ReadCA reads the control plane's CA certificate from a data directory.
+func ReadCA(dataDir string) ([]byte, error) {
+	return os.ReadFile(filepath.Join(dataDir, pki.CertFile))
 }

@@ -171,6 +171,9 @@ type Join struct {
 	GPUs         []core.GPU        `json:"gpus"`
 	Labels       map[string]string `json:"labels,omitempty"`
 	AgentVersion string            `json:"agent_version"`
+	// CSR is a certificate request for a key the node made (DER): the
+	// control plane's CA signs the node's client certificate from it.
+	CSR []byte `json:"csr,omitempty"`
 }
 
 // Joined is the server's answer to Join.
@@ -178,6 +181,9 @@ type Joined struct {
 	NodeID     string `json:"node_id"`
 	Credential string `json:"credential"`
 	Pool       string `json:"pool"`
+	// Certificate is the node's client certificate (PEM), for mutual TLS
+	// with the agent API; empty when the join sent no CSR.
+	Certificate string `json:"certificate,omitempty"`
 	// HeartbeatInterval and LeaseTTL are in milliseconds.
 	HeartbeatIntervalMS int64 `json:"heartbeat_interval_ms"`
 	LeaseTTLMS          int64 `json:"lease_ttl_ms"`
@@ -373,4 +379,14 @@ type MemberList struct {
 type WhoAmI struct {
 	User  store.User           `json:"user"`
 	Roles map[string]core.Role `json:"roles"`
+}
+
+// RenewCertificate asks for a node certificate for a new key.
+type RenewCertificate struct {
+	CSR []byte `json:"csr"`
+}
+
+// NodeCertificate is a node's new certificate (PEM).
+type NodeCertificate struct {
+	Certificate string `json:"certificate"`
 }
