@@ -3,6 +3,8 @@ package failover
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -112,14 +114,14 @@ func BenchmarkHeartbeatLoad(b *testing.B) {
 		b.Fatal("cancelled during warm-up")
 	}
 	s.phase.Store(inWindow)
-	counted0, counterErr := heartbeatCounter(srv.url)
+	counted0, counterErr := heartbeatCounter(srv)
 	loaded, err := measure(pid, window, &s.measuring)
 	if err != nil {
 		b.Fatal(err)
 	}
 	s.phase.Store(stopping)
 	beats := s.beats.Load()
-	counted1, err := heartbeatCounter(srv.url)
+	counted1, err := heartbeatCounter(srv)
 	counterErr = errors.Join(counterErr, err)
 
 	// Every node must be ready at the end. The fleet stops first, and the
@@ -386,14 +388,17 @@ func (s *sim) falsePositives(srv *server) (bad []string, notReady int, err error
 }
 
 // heartbeatCounter reads lode_heartbeats_total from the server's /metrics.
-func heartbeatCounter(url string) (float64, error) {
+func heartbeatCounter(srv *server) (float64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, "GET", url+"/metrics", nil)
+	req, err := http.NewRequestWithContext(ctx, "GET", srv.url+"/metrics", nil)
 	if err != nil {
 		return 0, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(srv.ca)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return 0, err
 	}
