@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -208,6 +210,7 @@ type server struct {
 	proc        *proc
 	incarnation int
 	c           *client.Client
+	metrics     *http.Client // reads /metrics, trusting the server's CA
 
 	// refused sums, over the server's lives, the writes of attempts it
 	// refused: lode_fenced_writes_total (the attempt is no longer current)
@@ -257,6 +260,9 @@ func (s *server) start() error {
 		return err
 	}
 	s.c = c.WithToken(tok)
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(ca)
+	s.metrics = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
 	return nil
 }
 
@@ -277,7 +283,7 @@ func (s *server) scrapeRefused(ctx context.Context) {
 func (s *server) scrapeRefusedLocked(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	fenced, gone, err := refused(ctx, "http://"+s.addr+"/metrics")
+	fenced, gone, err := refused(ctx, s.metrics, "https://"+s.addr+"/metrics")
 	if err != nil {
 		return
 	}
@@ -315,12 +321,12 @@ func (s *server) crash(ctx context.Context, down time.Duration) (killedAt time.T
 
 // refused reads, from the server's Prometheus metrics, how many writes of
 // attempts it refused as fenced, and how many as coming from a lost node.
-func refused(ctx context.Context, url string) (fenced, gone float64, err error) {
+func refused(ctx context.Context, hc *http.Client, url string) (fenced, gone float64, err error) {
 	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
 	if err != nil {
 		return 0, 0, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -162,7 +162,7 @@ lode_http_requests_total{code="204",route="POST /v1/agent/attempts/{attempt}/ran
 `)
 	}))
 	defer srv.Close()
-	fenced, gone, err := refused(context.Background(), srv.URL)
+	fenced, gone, err := refused(context.Background(), http.DefaultClient, srv.URL)
 	if err != nil || fenced != 3 || gone != 7 {
 		t.Errorf("refused = %v, %v, %v; want 3 fenced and 7 from lost nodes (heartbeats are not writes)", fenced, gone, err)
 	}

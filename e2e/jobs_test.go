@@ -158,7 +158,7 @@ func TestMissingDatasetIsRefusedAtSubmission(t *testing.T) {
 }
 
 func TestServerDownGivesAClearError(t *testing.T) {
-	code, _, stderr := lode(t, nil, "ps", "--server", "http://127.0.0.1:1")
+	code, _, stderr := lode(t, nil, "ps", "--server", "https://127.0.0.1:1")
 	if code != 1 {
 		t.Errorf("exit code = %d, want 1", code)
 	}
