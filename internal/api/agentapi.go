@@ -498,8 +498,12 @@ func (s *Server) taskStatus(w http.ResponseWriter, r *http.Request) error {
 	}
 	switch req.State {
 	case core.TaskRunning, core.TaskExited, core.TaskKilled:
+	case core.TaskLost:
+		// A worker that could not run its task through no fault of the
+		// job's (a Kubernetes pod that never started) says so: the job
+		// moves elsewhere without spending an error retry.
 	default:
-		return badRequest("report running, exited or killed", "agents cannot report state %q", req.State)
+		return badRequest("report running, exited, killed or lost", "agents cannot report state %q", req.State)
 	}
 	a, err := s.cfg.Store.TaskUpdate(r.Context(), &store.TaskUpdateParams{
 		Fence: f, Rank: rank, State: req.State, ExitCode: req.ExitCode, Message: req.Message, Now: s.cfg.Now().UTC(),

@@ -88,9 +88,12 @@ func (s *Server) runnerAssignment(w http.ResponseWriter, r *http.Request) error 
 	case as.Preempting:
 		return errorf(http.StatusConflict, "conflict", "do not start it; the job resumes elsewhere from its checkpoint",
 			"attempt %s was asked to stop (preemption or drain)", a.ID)
-	case as.Task.State != core.TaskAssigned:
+	case as.Task.State != core.TaskAssigned && as.Task.State != core.TaskRunning:
+		// Running is fine: on Kubernetes the driver may report the pod
+		// running before its runner asks. A pod is not restarted
+		// (restartPolicy Never), so a rank still runs once per attempt.
 		return errorf(http.StatusConflict, "conflict", "a rank runs once per attempt; a new attempt gets a new token",
-			"attempt %s rank %d has already started (it is %s)", a.ID, rank, as.Task.State)
+			"attempt %s rank %d has already ended (it is %s)", a.ID, rank, as.Task.State)
 	}
 	out, err := s.assignment(ctx, as)
 	if err != nil {

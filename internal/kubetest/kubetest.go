@@ -18,6 +18,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
 // DefaultGPUProduct is the nvidia.com/gpu.product label of fake nodes unless a test asks for
@@ -49,10 +55,24 @@ type Node struct {
 	Product string
 }
 
+// Options change the stack Start makes.
+type Options struct {
+	// Nodes is how many default fake GPU nodes to make (gpu-node-0, ...); 0 means
+	// LODE_KUBE_NODES, or 2. NoNodes makes none.
+	Nodes   int
+	NoNodes bool
+}
+
 // Start starts a stack with LODE_KUBE_NODES fake GPU nodes (default 2: gpu-node-0 and
 // gpu-node-1), waits until it is ready, and stops it when the test ends. Without the cached
 // binaries the test skips, or fails when CI=true, naming the command that builds them.
-func Start(t testing.TB) *Cluster {
+//
+// kwok runs the pods (scripts/kube/stages): a pod of a Job becomes Ready as soon as it is
+// scheduled and succeeds at once, unless its annotations say otherwise:
+// pod-ready.stage.kwok.x-k8s.io/delay and pod-complete.stage.kwok.x-k8s.io/delay (Go durations)
+// hold it Pending or Running that long, and lode.dev/kwok-exit-code makes its containers exit
+// with that code. Pods of no Job run until deleted.
+func Start(t testing.TB, opts ...Options) *Cluster {
 	t.Helper()
 	scripts, err := findScripts()
 	if err != nil {
@@ -87,6 +107,14 @@ func Start(t testing.TB) *Cluster {
 	cmd := exec.CommandContext(ctx, filepath.Join(scripts, "up.sh"), c.Dir)
 	// Should the test binary die without running its cleanups, the stack goes down with it.
 	cmd.Env = append(os.Environ(), "LODE_KUBE_OWNER_PID="+strconv.Itoa(os.Getpid()))
+	for _, o := range opts {
+		switch {
+		case o.NoNodes:
+			cmd.Env = append(cmd.Env, "LODE_KUBE_NODES=0")
+		case o.Nodes > 0:
+			cmd.Env = append(cmd.Env, "LODE_KUBE_NODES="+strconv.Itoa(o.Nodes))
+		}
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.WaitDelay = 5 * time.Second
@@ -99,6 +127,45 @@ func Start(t testing.TB) *Cluster {
 	}
 	return c
 }
+
+// Client returns a client for the cluster.
+func (c *Cluster) Client(t testing.TB) kubernetes.Interface {
+	t.Helper()
+	rc, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+	if err != nil {
+		t.Fatalf("kubetest: %v", err)
+	}
+	k, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatalf("kubetest: %v", err)
+	}
+	return k
+}
+
+// ServiceAccountKubeconfig writes a kubeconfig that acts as a service account, with a token
+// for it, and returns its path: how a test checks that a set of RBAC rules is enough.
+func (c *Cluster) ServiceAccountKubeconfig(t testing.TB, namespace, name string) string {
+	t.Helper()
+	tok, err := c.Client(t).CoreV1().ServiceAccounts(namespace).CreateToken(context.Background(), name,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr(int64(3600))}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("kubetest: a token for %s/%s: %v", namespace, name, err)
+	}
+	cfg, err := clientcmd.LoadFromFile(c.Kubeconfig)
+	if err != nil {
+		t.Fatalf("kubetest: %v", err)
+	}
+	for _, auth := range cfg.AuthInfos {
+		*auth = clientcmdapi.AuthInfo{Token: tok.Status.Token}
+	}
+	path := filepath.Join(c.Dir, namespace+"-"+name+".kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		t.Fatalf("kubetest: %v", err)
+	}
+	return path
+}
+
+func ptr[T any](v T) *T { return &v }
 
 // Kubectl runs the cached kubectl against the cluster and returns its standard output.
 func (c *Cluster) Kubectl(t testing.TB, args ...string) string {
@@ -217,7 +284,6 @@ func (e engines) missing() []string {
 		filepath.Join(kube, "kubectl"),
 		filepath.Join(e.dir("etcd", "ETCD_VERSION"), "etcd"),
 		filepath.Join(kwok, "kwok"),
-		filepath.Join(kwok, "stages"),
 	} {
 		if _, err := os.Stat(path); err != nil {
 			missing = append(missing, path)

@@ -73,3 +73,55 @@ func waitJob(t *testing.T, c *Cluster, name string, timeout time.Duration) {
 		}
 	}
 }
+
+// TestKubernetesPodStages checks what the Kubernetes driver's tests rely on: a pod annotated with
+// a completion delay stays Running, one annotated with an exit code fails with it, and one
+// annotated with a start delay stays Pending.
+func TestKubernetesPodStages(t *testing.T) {
+	c := Start(t, Options{Nodes: 1})
+	job := func(name string, annotations string) {
+		c.Apply(t, fmt.Sprintf(`apiVersion: batch/v1
+kind: Job
+metadata:
+  name: %s
+  namespace: default
+spec:
+  backoffLimit: 0
+  template:
+    metadata:
+      annotations: {%s}
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: train
+        image: lode.dev/trainer:test
+`, name, annotations))
+	}
+	job("runs", `pod-complete.stage.kwok.x-k8s.io/delay: 1h`)
+	job("fails", `lode.dev/kwok-exit-code: "3"`)
+	job("waits", `pod-ready.stage.kwok.x-k8s.io/delay: 1h`)
+
+	podField := func(job, path string) string {
+		return c.Kubectl(t, "get", "pods", "-l", "job-name="+job, "-o", "jsonpath={.items[*]"+path+"}")
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for tick := time.NewTicker(100 * time.Millisecond); ; <-tick.C {
+		runs, fails := podField("runs", ".status.phase"), podField("fails", ".status.phase")
+		if runs == "Running" && fails == "Failed" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("runs is %q (want Running), fails is %q (want Failed)", runs, fails)
+		}
+	}
+	if code := podField("fails", ".status.containerStatuses[0].state.terminated.exitCode"); code != "3" {
+		t.Errorf("fails exited %q, want 3", code)
+	}
+	// The start delay holds a scheduled pod Pending while the others have long moved on.
+	if got := podField("waits", ".status.phase"); got != "Pending" {
+		t.Errorf("waits is %q, want Pending", got)
+	}
+	if node := podField("waits", ".spec.nodeName"); node != "gpu-node-0" {
+		t.Errorf("waits is on %q, want scheduled onto gpu-node-0", node)
+	}
+}

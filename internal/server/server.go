@@ -98,8 +98,9 @@ type Server struct {
 	listener net.Listener
 	url      string
 
+	poolDefs    []poolfile.Pool    // the pools file's pools, for their drivers
 	cancel      context.CancelFunc // ends the loop and requests in flight
-	cancelAgent context.CancelFunc // ends the local agent
+	cancelAgent context.CancelFunc // ends the local agent and the pools' drivers
 	wg          sync.WaitGroup     // the loop and the HTTP server
 	agentWG     sync.WaitGroup
 	errc        chan error
@@ -236,6 +237,10 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 			return nil, err
 		}
 	}
+	if err := s.startDrivers(agentCtx); err != nil {
+		s.Shutdown(context.Background())
+		return nil, err
+	}
 	if tok := pools[DefaultPool]; tok != nil && pools["created"] != nil {
 		fmt.Fprintf(cfg.Out, "lode: first start. Agents join the %q pool with:\n  %s\n(`lode pools token %s` shows this again.)\n",
 			DefaultPool, api.JoinCommand(s.url, tok.JoinToken, s.ca.Fingerprint()), DefaultPool)
@@ -291,12 +296,13 @@ func (s *Server) applyPoolsFile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.poolDefs = defs
 	for _, d := range defs {
 		spec := d.Spec()
 		p, err := s.store.PoolGetByName(ctx, d.Name)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
-			p = &store.Pool{ID: core.NewID("pool"), Name: d.Name, Driver: "agent", JoinToken: core.NewSecret(), CreatedAt: time.Now().UTC()}
+			p = &store.Pool{ID: core.NewID("pool"), Name: d.Name, Driver: spec.Driver, JoinToken: core.NewSecret(), CreatedAt: time.Now().UTC()}
 			if err := api.ApplyPoolSpec(p, spec); err != nil {
 				return fmt.Errorf("pools file: %s: %w", d.Name, err)
 			}
@@ -306,6 +312,8 @@ func (s *Server) applyPoolsFile(ctx context.Context) error {
 			s.cfg.Logger.Info("pool created from the pools file", slog.String("pool", p.Name))
 		case err != nil:
 			return err
+		case p.Driver != spec.Driver:
+			return fmt.Errorf("pools file: %s: the pool's driver is %s, and a pool's driver cannot change (name a new pool)", d.Name, p.Driver)
 		default:
 			if err := api.ApplyPoolSpec(p, spec); err != nil {
 				return fmt.Errorf("pools file: %s: %w", d.Name, err)
@@ -389,8 +397,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.stop.Do(func() {
 		shutdownCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		// The local agent leaves through the API, so it stops first, while
-		// the API still serves.
+		// The local agent and the pools' drivers leave through the API, so
+		// they stop first, while the API still serves.
 		s.cancelAgent()
 		waitGroup(shutdownCtx, &s.agentWG)
 		s.cancel()

@@ -138,42 +138,19 @@ build_etcd() {
 	gobuild "$dir" "$ETCD_DIR/etcd" "-s -w" go.etcd.io/etcd/server/v3
 }
 
-# The stage definitions kwok needs: nodes become Ready and keep a lease; pods become Ready, then
-# complete (those of Jobs) or go away when deleted.
-KWOK_STAGES=(
-	node/fast/node-initialize.yaml
-	node/heartbeat-with-lease/node-heartbeat-with-lease.yaml
-	pod/fast/pod-ready.yaml
-	pod/fast/pod-complete.yaml
-	pod/fast/pod-delete.yaml
-)
-
 build_kwok() {
-	if [[ -x $KWOK_DIR/kwok && -d $KWOK_DIR/stages ]]; then
+	if [[ -x $KWOK_DIR/kwok ]]; then
 		log "kwok $KWOK_VERSION is cached in $KWOK_DIR"
 		return
 	fi
-	local src
-	src=$(module_dir "sigs.k8s.io/kwok@$KWOK_VERSION")
-	if [[ ! -x $KWOK_DIR/kwok ]]; then
-		# kwok's go.mod has no replace directives: build it exactly as it is published.
-		log "building sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION -> $KWOK_DIR/kwok"
-		local start=$SECONDS
-		GOBIN=$work/bin CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" ||
-			die "building kwok $KWOK_VERSION failed (see the go output above)"
-		install_atomic "$work/bin/kwok" "$KWOK_DIR/kwok"
-		log "built $KWOK_DIR/kwok in $((SECONDS - start))s"
-	fi
-	if [[ ! -d $KWOK_DIR/stages ]]; then
-		mkdir -p "$work/stages"
-		local s
-		for s in "${KWOK_STAGES[@]}"; do
-			[[ -f $src/kustomize/stage/$s ]] || die "kwok $KWOK_VERSION has no kustomize/stage/$s"
-			cp "$src/kustomize/stage/$s" "$work/stages/"
-		done
-		install_atomic "$work/stages" "$KWOK_DIR/stages"
-		log "copied kwok's stages to $KWOK_DIR/stages"
-	fi
+	# kwok's go.mod has no replace directives: build it exactly as it is published. Its stage
+	# definitions are the project's own, in scripts/kube/stages.
+	log "building sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION -> $KWOK_DIR/kwok"
+	local start=$SECONDS
+	GOBIN=$work/bin CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" ||
+		die "building kwok $KWOK_VERSION failed (see the go output above)"
+	install_atomic "$work/bin/kwok" "$KWOK_DIR/kwok"
+	log "built $KWOK_DIR/kwok in $((SECONDS - start))s"
 }
 
 total=$SECONDS

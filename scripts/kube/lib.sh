@@ -29,5 +29,4 @@ engines_missing() {
 	done
 	[[ -x $ETCD_DIR/etcd ]] || echo "$ETCD_DIR/etcd"
 	[[ -x $KWOK_DIR/kwok ]] || echo "$KWOK_DIR/kwok"
-	[[ -d $KWOK_DIR/stages ]] || echo "$KWOK_DIR/stages"
 }

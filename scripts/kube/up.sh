@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Starts a real Kubernetes control plane with fake GPU nodes, everything on 127.0.0.1:
 # etcd, kube-apiserver, kube-controller-manager (so Jobs create pods), kube-scheduler, and kwok,
-# which plays the kubelet for nodes annotated kwok.x-k8s.io/node=fake. Logs, pids, keys and the
-# admin kubeconfig go under DIR; scripts/kube/down.sh DIR stops it all.
+# which plays the kubelet for nodes annotated kwok.x-k8s.io/node=fake as stages/ describes. Logs,
+# pids, keys and the admin kubeconfig go under DIR; scripts/kube/down.sh DIR stops it all.
 #
 # Usage: scripts/kube/up.sh DIR
 #
@@ -192,6 +192,7 @@ run kube-apiserver "$KUBE_DIR/kube-apiserver" \
 	--tls-private-key-file "$DIR/pki/serving.key" \
 	--token-auth-file "$DIR/pki/tokens.csv" \
 	--authorization-mode RBAC \
+	--enable-admission-plugins OwnerReferencesPermissionEnforcement \
 	--service-account-issuer "$SERVER" \
 	--service-account-key-file "$DIR/pki/sa.key" \
 	--service-account-signing-key-file "$DIR/pki/sa.key" \
@@ -221,7 +222,9 @@ run kube-scheduler "$KUBE_DIR/kube-scheduler" \
 	--secure-port "$SCHED_PORT" \
 	--leader-elect=false \
 	--profiling=false
-stages=$(printf '%s,' "$KWOK_DIR"/stages/*.yaml)
+# The project's own stages (scripts/kube/stages): kwok's fast ones, with per-pod delays and exit
+# codes, so a test can keep a pod running or make it fail.
+stages=$(printf '%s,' "$here"/stages/*.yaml)
 run kwok "$KWOK_DIR/kwok" \
 	--kubeconfig "$DIR/kwok.kubeconfig" \
 	--config "${stages%,}" \
