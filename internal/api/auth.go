@@ -122,6 +122,9 @@ func (s *Server) authenticate(r *http.Request, a access) (*http.Request, error) 
 			return r, err
 		}
 	}
+	// The caller goes with the request even when refused below, so that
+	// the refusal is recorded under their name.
+	r = r.WithContext(context.WithValue(r.Context(), callerKey{}, c))
 	switch {
 	case a == public || a == worker:
 	case c.user == nil && a != objectData:
@@ -129,7 +132,7 @@ func (s *Server) authenticate(r *http.Request, a access) (*http.Request, error) 
 	case a == admin && !c.user.Admin:
 		return r, errorf(http.StatusForbidden, "forbidden", "ask an administrator", "user %s is not an administrator", c.user.Name)
 	}
-	return r.WithContext(context.WithValue(r.Context(), callerKey{}, c)), nil
+	return r, nil
 }
 
 // userOf checks a request's API token and returns its user.

@@ -5,6 +5,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
@@ -196,7 +197,7 @@ func (s *Server) problem(r *http.Request, err error) (status int, body wire.Erro
 		ae = &apiError{status: http.StatusConflict, body: wire.Error{Code: "conflict", Message: err.Error()}}
 	case errors.Is(err, store.ErrFenced):
 		s.metrics.fenced.Inc()
-		s.record(r.Context(), audit.WriteFenced, "node:"+r.Header.Get(wire.HeaderNode), r.PathValue("attempt"), "",
+		s.record(r.Context(), audit.WriteFenced, claimant(r), cmp.Or(r.PathValue("attempt"), r.Header.Get(wire.HeaderAttempt)), "",
 			map[string]string{"path": r.URL.Path})
 		ae = &apiError{status: http.StatusConflict, body: wire.Error{Code: "fenced", Message: err.Error(),
 			Hint: "this attempt is no longer current; stop the task"}}
@@ -228,10 +229,28 @@ func (s *Server) problem(r *http.Request, err error) (status int, body wire.Erro
 		kind = audit.UploadRejected
 	}
 	if kind != "" {
-		s.record(r.Context(), kind, actor(r.Context()), r.Method+" "+r.URL.Path, "",
+		who := actor(r.Context())
+		if kind == audit.NodeRefused {
+			who = claimant(r)
+		}
+		s.record(r.Context(), kind, who, r.Method+" "+r.URL.Path, "",
 			map[string]string{"code": ae.body.Code, "reason": ae.body.Message, "from": r.RemoteAddr})
 	}
 	return ae.status, ae.body, true
+}
+
+// claimant names the worker a fenced or node_gone refusal came from: the
+// node its headers name (which showed its credential and certificate
+// before it was found gone or its write fenced), else the attempt whose
+// fencing token it presented.
+func claimant(r *http.Request) string {
+	if id := r.Header.Get(wire.HeaderNode); id != "" {
+		return "node:" + id
+	}
+	if id := cmp.Or(r.PathValue("attempt"), r.Header.Get(wire.HeaderAttempt)); id != "" {
+		return "attempt:" + id
+	}
+	return actor(r.Context())
 }
 
 // isUpload reports whether r sends data to store: an object's chunks or
