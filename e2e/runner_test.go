@@ -112,6 +112,20 @@ touch ` + ran("legit") + "\n"
 	if err != nil || len(cks) != 1 || cks[0].Version != 1 || cks[0].AttemptID != as.Task.AttemptID {
 		t.Fatalf("checkpoints = %+v, %v; want version 1, committed by the attempt", cks, err)
 	}
+	// Both commits are on record under the attempt that made them.
+	if log, err := cl.c.Audit(ctx); err != nil {
+		t.Error(err)
+	} else {
+		committed := map[string]bool{}
+		for _, e := range log.Entries {
+			if e.Subject == as.Task.AttemptID && e.Actor == "attempt:"+as.Task.AttemptID {
+				committed[e.Kind] = true
+			}
+		}
+		if !committed["checkpoint.committed"] || !committed["outputs.committed"] {
+			t.Errorf("the audit log records %v for the runner's attempt; want its checkpoint and outputs committed", committed)
+		}
+	}
 	out := filepath.Join(t.TempDir(), "out")
 	if code, _, stderr := cl.run("artifacts", "get", id, out); code != 0 {
 		t.Fatalf("artifacts get: %s", stderr)

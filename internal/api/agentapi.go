@@ -561,14 +561,14 @@ func (s *Server) taskMetrics(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) commitCheckpoint(w http.ResponseWriter, r *http.Request) error {
-	return s.commit(w, r, func(f store.Fence, c wire.Commit, now time.Time) (any, error) {
+	return s.commit(w, r, audit.CheckpointCommitted, func(f store.Fence, c wire.Commit, now time.Time) (any, error) {
 		return s.cfg.Store.CheckpointCommit(r.Context(), &store.CheckpointCommitParams{
 			Fence: f, Manifest: c.Manifest, Files: c.Files, Bytes: c.Bytes, Now: now})
 	})
 }
 
 func (s *Server) commitArtifact(w http.ResponseWriter, r *http.Request) error {
-	return s.commit(w, r, func(f store.Fence, c wire.Commit, now time.Time) (any, error) {
+	return s.commit(w, r, audit.OutputsCommitted, func(f store.Fence, c wire.Commit, now time.Time) (any, error) {
 		return s.cfg.Store.ArtifactCommit(r.Context(), &store.ArtifactCommitParams{
 			Fence: f, Manifest: c.Manifest, Files: c.Files, Bytes: c.Bytes, Now: now})
 	})
@@ -576,7 +576,7 @@ func (s *Server) commitArtifact(w http.ResponseWriter, r *http.Request) error {
 
 // commit records a manifest an attempt pushed into its job's data object,
 // once the manifest is known to be stored there.
-func (s *Server) commit(w http.ResponseWriter, r *http.Request, record func(store.Fence, wire.Commit, time.Time) (any, error)) error {
+func (s *Server) commit(w http.ResponseWriter, r *http.Request, kind string, record func(store.Fence, wire.Commit, time.Time) (any, error)) error {
 	f, _, err := s.fence(r)
 	if err != nil {
 		return err
@@ -603,6 +603,10 @@ func (s *Server) commit(w http.ResponseWriter, r *http.Request, record func(stor
 	if err != nil {
 		return err
 	}
+	// Who wrote what into a job's data is on record: a hostile worker's
+	// commit is traceable to its node or attempt.
+	s.record(r.Context(), kind, claimant(r), a.ID, j.Project,
+		map[string]string{"job": j.ID, "manifest": req.Manifest, "files": strconv.Itoa(req.Files)})
 	return writeJSON(w, http.StatusCreated, out)
 }
 
