@@ -23,6 +23,10 @@ import (
 	"lode.dev/lode/internal/wire"
 )
 
+// HashSecret is how the control plane keeps a secret it hands out (a join
+// token, a node's credential, an API token): its SHA-256, never the secret.
+func HashSecret(secret string) string { return credentialHash(secret) }
+
 func credentialHash(c string) string {
 	h := sha256.Sum256([]byte(c))
 	return hex.EncodeToString(h[:])
@@ -34,15 +38,15 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ctx := r.Context()
-	pool, err := s.cfg.Store.PoolGetByJoinToken(ctx, req.JoinToken)
-	if errors.Is(err, store.ErrNotFound) || req.JoinToken == "" {
-		s.record(ctx, audit.NodeJoinRefused, "agent:"+r.RemoteAddr, req.Name, "", map[string]string{"reason": "unknown join token"})
-		return errorf(http.StatusUnauthorized, "unauthorized",
-			"ask the server's operator for a current token: `lode pools token POOL` on the server",
-			"the join token is not valid for any pool")
-	}
+	pool, why, err := s.poolOfJoinToken(ctx, req.JoinToken)
 	if err != nil {
 		return err
+	}
+	if pool == nil {
+		s.record(ctx, audit.NodeJoinRefused, "agent:"+r.RemoteAddr, req.Name, "", map[string]string{"reason": why})
+		return errorf(http.StatusUnauthorized, "unauthorized",
+			"ask the server's operator for a current token: `lode pools token POOL` makes one",
+			"the join token %s", why)
 	}
 	if req.MilliCPUs <= 0 || req.MemoryBytes <= 0 {
 		return badRequest("", "a node must offer some CPU and memory (got %d millicpus, %d bytes)", req.MilliCPUs, req.MemoryBytes)

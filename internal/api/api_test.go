@@ -69,8 +69,12 @@ func newEnvWithCA(t testing.TB, ca *pki.Authority) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { bucket.Close() })
-	pool := &store.Pool{ID: core.NewID("pool"), Name: "default", Driver: "agent", State: store.PoolActive, JoinToken: "tok", CreatedAt: time.Now().UTC()}
+	pool := &store.Pool{ID: core.NewID("pool"), Name: "default", Driver: "agent", State: store.PoolActive, CreatedAt: time.Now().UTC()}
 	if err := st.PoolCreate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	// The pool's join token, "tok", as an operator would have made it.
+	if err := st.JoinTokenCreate(ctx, &store.JoinToken{ID: core.NewID("jt"), PoolID: pool.ID, Hash: HashSecret("tok")}); err != nil {
 		t.Fatal(err)
 	}
 	s := New(Config{Store: st, Chunks: data.NewBucketStore(bucket), Keyring: kr, Scheduler: nopScheduler{},
@@ -609,5 +613,52 @@ func TestNodesAuthenticateWithTheirCertificates(t *testing.T) {
 	other, _ := pki.Open(t.TempDir())
 	if _, err := client.FetchCA(ctx, e.http.URL, other.Fingerprint()); err == nil {
 		t.Error("FetchCA with another CA's fingerprint: want an error")
+	}
+}
+
+// TestJoinTokensExpireAndAreRevoked: a join token made through the API is
+// shown once, stored only as its hash, admits agents until it expires or is
+// revoked, and then is refused with the reason.
+func TestJoinTokensExpireAndAreRevoked(t *testing.T) {
+	e := newEnv(t)
+	now := time.Now()
+	e.srv.cfg.Now = func() time.Time { return now }
+	status, body := e.do("POST", "/v1/pools/default/join-tokens", wire.NewJoinToken{ExpiresInS: 3600}, nil)
+	if status != 201 {
+		t.Fatalf("new join token: %d %s", status, body)
+	}
+	var jt wire.JoinToken
+	json.Unmarshal(body, &jt)
+	if jt.Token == "" || !strings.Contains(jt.Command, jt.Token) {
+		t.Fatalf("new join token: %s; want the secret and the command that uses it", body)
+	}
+	stored, err := e.store.JoinTokenByHash(context.Background(), HashSecret(jt.Token))
+	if err != nil || stored.ID != jt.ID || stored.Hash == jt.Token {
+		t.Fatalf("stored join token: %+v, %v; want it found by its hash, and not the secret", stored, err)
+	}
+	_, listed := e.do("GET", "/v1/pools/default/join-tokens", nil, nil)
+	if bytes.Contains(listed, []byte(jt.Token)) {
+		t.Error("the listing holds a token's secret")
+	}
+	join := func() (int, []byte) {
+		return e.do("POST", "/v1/agent/join", wire.Join{JoinToken: jt.Token, Name: "n", MilliCPUs: 1000, MemoryBytes: 1 << 30}, nil)
+	}
+	if status, body := join(); status != 201 {
+		t.Fatalf("join with a fresh token: %d %s", status, body)
+	}
+	now = now.Add(2 * time.Hour)
+	if status, body := join(); status != 401 || !strings.Contains(string(body), "expired") {
+		t.Errorf("join with an expired token: %d %s; want 401 saying it expired", status, body)
+	}
+	now = now.Add(-2 * time.Hour)
+	if status, body := e.do("DELETE", "/v1/join-tokens/"+jt.ID, nil, nil); status != 204 {
+		t.Fatalf("revoke: %d %s", status, body)
+	}
+	if status, body := join(); status != 401 || !strings.Contains(string(body), "revoked") {
+		t.Errorf("join with a revoked token: %d %s; want 401 saying it was revoked", status, body)
+	}
+	// "tok", the env's own token, still admits: revocation is per token.
+	if status, body := e.do("POST", "/v1/agent/join", wire.Join{JoinToken: "tok", Name: "m", MilliCPUs: 1000, MemoryBytes: 1 << 30}, nil); status != 201 {
+		t.Errorf("join with another token of the pool: %d %s", status, body)
 	}
 }

@@ -78,7 +78,7 @@ func (s *Server) createPool(w http.ResponseWriter, r *http.Request) error {
 		return badRequest("agent is the only driver so far", "unknown driver %q", req.Driver)
 	}
 	p := &store.Pool{ID: core.NewID("pool"), Name: req.Name, Driver: req.Driver, State: store.PoolActive,
-		JoinToken: core.NewSecret(), CreatedAt: s.cfg.Now().UTC()}
+		CreatedAt: s.cfg.Now().UTC()}
 	if err := ApplyPoolSpec(p, &req); err != nil {
 		return badRequest("", "pool %s: %v", req.Name, err)
 	}

@@ -59,8 +59,13 @@ func (s *Server) register() {
 		summary: "Revoke a node: its credential is refused at once and its jobs move elsewhere."}, s.revokeNode)
 	s.handle(route{method: "POST", path: "/v1/nodes/{id}/undrain", access: admin, tag: "pools",
 		summary: "Let a drained node take work again.", response: wire.DrainReply{}}, s.undrainNode)
-	s.handle(route{method: "GET", path: "/v1/pools/{name}/join-token", access: admin, tag: "pools",
-		summary: "A pool's join token and the command that starts an agent with it.", response: wire.JoinToken{}}, s.joinToken)
+	s.handle(route{method: "POST", path: "/v1/pools/{name}/join-tokens", access: admin, tag: "pools",
+		summary: "Make a join token for a pool (its secret is shown once) and the command that starts an agent with it.",
+		request: wire.NewJoinToken{}, response: wire.JoinToken{}}, s.newJoinToken)
+	s.handle(route{method: "GET", path: "/v1/pools/{name}/join-tokens", access: admin, tag: "pools",
+		summary: "A pool's join tokens, without their secrets.", response: wire.JoinTokenList{}}, s.listJoinTokens)
+	s.handle(route{method: "DELETE", path: "/v1/join-tokens/{id}", access: admin, tag: "pools",
+		summary: "Revoke a join token: no agent joins with it from now on."}, s.revokeJoinToken)
 	s.handle(route{method: "GET", path: "/v1/nodes", tag: "pools", summary: "List nodes (?pool=, ?state=).",
 		response: wire.NodeList{}}, s.listNodes)
 

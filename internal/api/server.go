@@ -83,6 +83,11 @@ type Server struct {
 	metrics *metrics
 	routes  []route
 	changes *changes
+
+	// internal maps the hashes of join tokens made for agents of this
+	// process to their pools.
+	internalMu sync.Mutex
+	internal   map[string]string
 }
 
 // New returns a server for cfg.
@@ -99,7 +104,7 @@ func New(cfg Config) *Server {
 	if cfg.NodeCertLife == 0 {
 		cfg.NodeCertLife = 24 * time.Hour
 	}
-	s := &Server{cfg: cfg, leases: cfg.Leases, mux: http.NewServeMux(), changes: newChanges()}
+	s := &Server{cfg: cfg, leases: cfg.Leases, mux: http.NewServeMux(), changes: newChanges(), internal: map[string]string{}}
 	s.metrics = newMetrics(cfg.Store)
 	s.register()
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))

@@ -39,6 +39,8 @@ const (
 	MemberChanged       = "member.changed"
 	TokenCreated        = "token.created"
 	TokenRevoked        = "token.revoked"
+	JoinTokenCreated    = "join_token.created"
+	JoinTokenRevoked    = "join_token.revoked"
 	AccessDenied        = "access.denied"
 	NodeRevoked         = "node.revoked"
 	NodeCertified       = "node.certified"

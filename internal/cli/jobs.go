@@ -199,23 +199,66 @@ func poolsCmd(g *globals) *cobra.Command {
 	cmd.AddCommand(poolAdminCmds(g)...)
 	_, drainPool := drainCmds(g)
 	cmd.AddCommand(drainPool)
-	cmd.AddCommand(&cobra.Command{
+	var life time.Duration
+	token := &cobra.Command{
 		Use:   "token POOL",
-		Short: "Show a pool's join token and the command that starts an agent with it",
+		Short: "Make a join token for a pool and print the command that starts an agent with it (the token is shown once)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
 			if err != nil {
 				return err
 			}
-			t, err := c.JoinToken(cmd.Context(), args[0])
+			t, err := c.NewJoinToken(cmd.Context(), args[0], life)
 			if err != nil {
 				return err
 			}
 			if g.json() {
 				return g.printJSON(t)
 			}
+			fmt.Fprintf(g.errOut, "join token %s for pool %s (shown this once; revoke it with `lode pools revoke-token %s`):\n", t.ID, t.Pool, t.ID)
 			fmt.Fprintln(g.out, t.Command)
+			return nil
+		},
+	}
+	token.Flags().DurationVar(&life, "expires", 0, "how long the token admits agents (0: until revoked)")
+	cmd.AddCommand(token, &cobra.Command{
+		Use:   "tokens POOL",
+		Short: "List a pool's join tokens (without their secrets)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return show(g, func(c *client.Client) ([]*store.JoinToken, error) { return c.JoinTokens(cmd.Context(), args[0]) },
+				func(ts []*store.JoinToken) {
+					var rows [][]string
+					for _, t := range ts {
+						state, expires := "valid", "never"
+						if !t.ExpiresAt.IsZero() {
+							expires = t.ExpiresAt.Local().Format(time.DateTime)
+						}
+						switch {
+						case !t.RevokedAt.IsZero():
+							state = "revoked"
+						case !t.Valid(time.Now()):
+							state = "expired"
+						}
+						rows = append(rows, []string{t.ID, state, expires, ago(t.CreatedAt)})
+					}
+					table(g, "ID\tSTATE\tEXPIRES\tCREATED", rows)
+				})
+		},
+	}, &cobra.Command{
+		Use:   "revoke-token ID",
+		Short: "Revoke a join token: no agent joins with it from now on (nodes that joined stay)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			if err := c.RevokeJoinToken(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.out, "join token %s revoked\n", args[0])
 			return nil
 		},
 	})

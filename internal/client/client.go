@@ -402,10 +402,29 @@ func (c *Client) Pools(ctx context.Context) ([]wire.PoolInfo, error) {
 	return out.Pools, c.call(ctx, "GET", "/v1/pools", "", nil, &out)
 }
 
-// JoinToken returns a pool's join token.
+// JoinToken makes a join token for a pool that never expires; its secret
+// is in the answer only.
 func (c *Client) JoinToken(ctx context.Context, pool string) (*wire.JoinToken, error) {
+	return c.NewJoinToken(ctx, pool, 0)
+}
+
+// NewJoinToken makes a join token for a pool that expires after life (0:
+// never).
+func (c *Client) NewJoinToken(ctx context.Context, pool string, life time.Duration) (*wire.JoinToken, error) {
 	var out wire.JoinToken
-	return &out, c.call(ctx, "GET", "/v1/pools/"+url.PathEscape(pool)+"/join-token", "", nil, &out)
+	return &out, c.call(ctx, "POST", "/v1/pools/"+url.PathEscape(pool)+"/join-tokens", "",
+		&wire.NewJoinToken{ExpiresInS: int64(life.Seconds())}, &out)
+}
+
+// JoinTokens lists a pool's join tokens, without their secrets.
+func (c *Client) JoinTokens(ctx context.Context, pool string) ([]*store.JoinToken, error) {
+	var out wire.JoinTokenList
+	return out.Tokens, c.call(ctx, "GET", "/v1/pools/"+url.PathEscape(pool)+"/join-tokens", "", nil, &out)
+}
+
+// RevokeJoinToken makes a join token useless from now on.
+func (c *Client) RevokeJoinToken(ctx context.Context, id string) error {
+	return c.call(ctx, "DELETE", "/v1/join-tokens/"+url.PathEscape(id), "", nil, nil)
 }
 
 // Nodes lists nodes; pool may be empty for all.

@@ -23,7 +23,7 @@ func (s *Server) startDrivers(ctx context.Context) error {
 			return fmt.Errorf("pool %s: %w", def.Name, err)
 		}
 		d, err := kubernetes.New(kubernetes.Config{
-			Pool: def.Name, JoinToken: pool.JoinToken, Server: s.url, PodServer: s.url, CA: s.ca.CertPEM(), Def: def.Kubernetes,
+			Pool: def.Name, JoinToken: s.api.InternalJoinToken(pool.ID), Server: s.url, PodServer: s.url, CA: s.ca.CertPEM(), Def: def.Kubernetes,
 			Version: s.cfg.Version, Logger: s.cfg.Logger.With("component", "kubernetes"),
 		})
 		if err != nil {

@@ -88,6 +88,7 @@ type Server struct {
 	cfg      Config
 	lock     *os.File
 	ca       *pki.Authority
+	api      *api.Server
 	auditKey ed25519.PrivateKey
 	store    store.Store
 	leases   *lease.Book
@@ -180,6 +181,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		s.listener.Close()
 		return nil, err
 	}
+	joinSecret, err := s.joinTokens(ctx, pools)
+	if err != nil {
+		s.listener.Close()
+		return nil, err
+	}
 	if err := s.applyPoolsFile(ctx); err != nil {
 		s.listener.Close()
 		return nil, err
@@ -192,12 +198,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
-	var apiServer *api.Server
 	s.loop = control.New(control.Config{
 		Store: s.store, Logger: cfg.Logger.With("component", "control"),
-		OnChange: func() { apiServer.Changed() }, Reliability: cfg.Reliability, Leases: s.leases,
+		OnChange: func() { s.api.Changed() }, Reliability: cfg.Reliability, Leases: s.leases,
 	})
-	apiServer = api.New(api.Config{
+	s.api = api.New(api.Config{
 		Store: s.store, Chunks: data.NewBucketStore(bucket), Keyring: s.keyring,
 		Logger: cfg.Logger.With("component", "api"), Scheduler: s.loop,
 		HeartbeatInterval: cfg.HeartbeatInterval, LeaseTTL: cfg.LeaseTTL,
@@ -205,7 +210,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		AuditKey: s.auditKey.Public().(ed25519.PublicKey), Authority: s.ca,
 	})
 	s.http = &http.Server{
-		Handler:           apiServer.Handler(),
+		Handler:           s.api.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return runCtx },
 		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
@@ -241,9 +246,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		s.Shutdown(context.Background())
 		return nil, err
 	}
-	if tok := pools[DefaultPool]; tok != nil && pools["created"] != nil {
-		fmt.Fprintf(cfg.Out, "lode: first start. Agents join the %q pool with:\n  %s\n(`lode pools token %s` shows this again.)\n",
-			DefaultPool, api.JoinCommand(s.url, tok.JoinToken, s.ca.Fingerprint()), DefaultPool)
+	if joinSecret != "" {
+		fmt.Fprintf(cfg.Out, "lode: first start. Agents join the %q pool with (shown this once; `lode pools token %s` makes another):\n  %s\n",
+			DefaultPool, DefaultPool, api.JoinCommand(s.url, joinSecret, s.ca.Fingerprint()))
 	}
 	if adminToken != "" {
 		fmt.Fprintf(cfg.Out, "lode: first start. The administrator's API token (shown this once; commands with --local on this machine read it from %s, mode 0600):\n  %s\n",
@@ -268,7 +273,7 @@ func (s *Server) firstStart(ctx context.Context) (map[string]*store.Pool, error)
 		p, err := s.store.PoolGetByName(ctx, w.Name)
 		if errors.Is(err, store.ErrNotFound) {
 			p = &w
-			p.ID, p.State, p.JoinToken, p.CreatedAt = core.NewID("pool"), store.PoolActive, core.NewSecret(), time.Now().UTC()
+			p.ID, p.State, p.CreatedAt = core.NewID("pool"), store.PoolActive, time.Now().UTC()
 			if err := s.store.PoolCreate(ctx, p); err != nil {
 				return nil, err
 			}
@@ -302,7 +307,7 @@ func (s *Server) applyPoolsFile(ctx context.Context) error {
 		p, err := s.store.PoolGetByName(ctx, d.Name)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
-			p = &store.Pool{ID: core.NewID("pool"), Name: d.Name, Driver: spec.Driver, JoinToken: core.NewSecret(), CreatedAt: time.Now().UTC()}
+			p = &store.Pool{ID: core.NewID("pool"), Name: d.Name, Driver: spec.Driver, CreatedAt: time.Now().UTC()}
 			if err := api.ApplyPoolSpec(p, spec); err != nil {
 				return fmt.Errorf("pools file: %s: %w", d.Name, err)
 			}
@@ -359,7 +364,7 @@ func (s *Server) graceLeases(ctx context.Context) error {
 
 func (s *Server) startLocalAgent(ctx context.Context, pool *store.Pool) error {
 	a, err := agent.New(agent.Config{
-		Server: s.url, JoinToken: pool.JoinToken, CA: s.ca.CertPEM(), Dir: filepath.Join(s.cfg.DataDir, "agent"),
+		Server: s.url, JoinToken: s.api.InternalJoinToken(pool.ID), CA: s.ca.CertPEM(), Dir: filepath.Join(s.cfg.DataDir, "agent"),
 		GPUs: s.cfg.LocalGPUs, Labels: map[string]string{"lode.dev/local": "true"},
 		AdvertiseAddr: "127.0.0.1", Guard: s.cfg.Guard, Version: s.cfg.Version,
 		Logger: s.cfg.Logger.With("component", "agent"),

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -128,4 +129,28 @@ func (s *Server) hostNames() []string {
 // ReadCA reads the control plane's CA certificate from a data directory.
 func ReadCA(dataDir string) ([]byte, error) {
 	return os.ReadFile(filepath.Join(dataDir, pki.CertFile))
+}
+
+// joinTokens moves join tokens an older server kept in the clear into the
+// hashed table and, at first start (pools["created"] set), makes the
+// default pool's first join token, whose secret it returns to be printed
+// once.
+func (s *Server) joinTokens(ctx context.Context, pools map[string]*store.Pool) (string, error) {
+	n, err := s.store.JoinTokensAdopt(ctx, api.HashSecret)
+	if err != nil {
+		return "", fmt.Errorf("join tokens: %w", err)
+	}
+	if n > 0 {
+		s.cfg.Logger.Info("join tokens kept in the clear are now stored hashed", slog.Int("tokens", n))
+	}
+	p := pools["created"]
+	if p == nil {
+		return "", nil
+	}
+	secret := core.NewSecret()
+	jt := &store.JoinToken{ID: core.NewID("jt"), PoolID: p.ID, Hash: api.HashSecret(secret), CreatedAt: time.Now().UTC()}
+	if err := s.store.JoinTokenCreate(ctx, jt); err != nil {
+		return "", fmt.Errorf("the %s pool's join token: %w", p.Name, err)
+	}
+	return secret, nil
 }

@@ -41,9 +41,6 @@ type Store interface {
 	PoolCreate(ctx context.Context, p *Pool) error
 	PoolGet(ctx context.Context, id string) (*Pool, error)
 	PoolGetByName(ctx context.Context, name string) (*Pool, error)
-	// PoolGetByJoinToken finds the pool a join token admits to; ErrNotFound
-	// when no pool has it.
-	PoolGetByJoinToken(ctx context.Context, token string) (*Pool, error)
 	PoolList(ctx context.Context) ([]*Pool, error)
 	// PoolUpdate stores a pool's name, region, tier, state (with its reason
 	// and time), interconnect and prices; ErrNotFound when it does not exist.
@@ -185,6 +182,20 @@ type Store interface {
 	AuditCheckpointAdd(ctx context.Context, c *audit.Checkpoint) error
 	AuditCheckpointList(ctx context.Context) ([]audit.Checkpoint, error)
 
+	// JoinTokenCreate records a join token of a pool (only its hash).
+	JoinTokenCreate(ctx context.Context, t *JoinToken) error
+	// JoinTokenByHash finds the join token with this hash, whatever its
+	// state (check Valid).
+	JoinTokenByHash(ctx context.Context, hash string) (*JoinToken, error)
+	// JoinTokenList lists a pool's join tokens, oldest first.
+	JoinTokenList(ctx context.Context, poolID string) ([]*JoinToken, error)
+	// JoinTokenRevoke makes a join token useless from now on; revoking it
+	// again keeps the first time.
+	JoinTokenRevoke(ctx context.Context, id string, now time.Time) error
+	// JoinTokensAdopt moves join tokens an older store kept in the clear
+	// into the hashed table (hash digests them) and returns how many.
+	JoinTokensAdopt(ctx context.Context, hash func(string) string) (int, error)
+
 	// UserCreate records a user; a name already taken is ErrConflict.
 	UserCreate(ctx context.Context, u *User) error
 	UserGet(ctx context.Context, id string) (*User, error)
@@ -240,6 +251,22 @@ func (t *Token) Valid(now time.Time) bool {
 	return t.RevokedAt.IsZero() && (t.ExpiresAt.IsZero() || now.Before(t.ExpiresAt))
 }
 
+// JoinToken admits agents to a pool; Hash is a digest of its secret, which
+// is shown once, when it is made.
+type JoinToken struct {
+	ID        string    `json:"id"`
+	PoolID    string    `json:"pool_id"`
+	Hash      string    `json:"-"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at,omitzero"` // zero: never
+	RevokedAt time.Time `json:"revoked_at,omitzero"`
+}
+
+// Valid reports whether the join token admits agents at now.
+func (t *JoinToken) Valid(now time.Time) bool {
+	return t.RevokedAt.IsZero() && (t.ExpiresAt.IsZero() || now.Before(t.ExpiresAt))
+}
+
 // Member is a user's role in a project.
 type Member struct {
 	Project string    `json:"project"`
@@ -276,13 +303,11 @@ type Pool struct {
 	State  PoolState `json:"state"`
 	// StateReason says why the pool is in its state; StateChangedAt since
 	// when (zero: since it was created).
-	StateReason    string    `json:"state_reason,omitempty"`
-	StateChangedAt time.Time `json:"state_changed_at,omitzero"`
-	// JoinToken admits agents to this pool.
-	JoinToken    string            `json:"-"`
-	Interconnect core.Interconnect `json:"interconnect"`
-	Prices       core.Prices       `json:"prices"`
-	CreatedAt    time.Time         `json:"created_at"`
+	StateReason    string            `json:"state_reason,omitempty"`
+	StateChangedAt time.Time         `json:"state_changed_at,omitzero"`
+	Interconnect   core.Interconnect `json:"interconnect"`
+	Prices         core.Prices       `json:"prices"`
+	CreatedAt      time.Time         `json:"created_at"`
 }
 
 // Project is a tenant's budget and fair-share weight.

@@ -87,11 +87,24 @@ type PoolList struct {
 	Pools []PoolInfo `json:"pools"`
 }
 
-// JoinToken is a pool's join token and the command that uses it.
+// NewJoinToken asks for a join token of a pool.
+type NewJoinToken struct {
+	// ExpiresInS is the token's life in seconds; 0 means it never expires.
+	ExpiresInS int64 `json:"expires_in_s,omitempty"`
+}
+
+// JoinToken is a join token just made, with its secret (shown this once)
+// and the command that starts an agent with it.
 type JoinToken struct {
+	store.JoinToken
 	Pool    string `json:"pool"`
 	Token   string `json:"token"`
 	Command string `json:"command"`
+}
+
+// JoinTokenList lists a pool's join tokens, without their secrets.
+type JoinTokenList struct {
+	Tokens []*store.JoinToken `json:"tokens"`
 }
 
 // NodeList lists nodes.

@@ -15,22 +15,20 @@ import (
 	"lode.dev/lode/internal/store"
 )
 
-const poolColumns = `id, name, driver, region, tier, state, join_token, created_at, interconnect, prices, state_reason, state_changed_at`
+const poolColumns = `id, name, driver, region, tier, state, created_at, interconnect, prices, state_reason, state_changed_at`
 
 func scanPool(sc scanner) (*store.Pool, error) {
 	var (
 		p                    store.Pool
-		token                sql.NullString
 		created              int64
 		interconnect, prices string
 		changed              sql.NullInt64
 	)
-	if err := sc.Scan(&p.ID, &p.Name, &p.Driver, &p.Region, &p.Tier, &p.State, &token, &created, &interconnect, &prices,
+	if err := sc.Scan(&p.ID, &p.Name, &p.Driver, &p.Region, &p.Tier, &p.State, &created, &interconnect, &prices,
 		&p.StateReason, &changed); err != nil {
 		return nil, err
 	}
 	p.StateChangedAt = fromNullMsec(changed)
-	p.JoinToken = token.String
 	p.CreatedAt = fromMsec(created)
 	if err := json.Unmarshal([]byte(interconnect), &p.Interconnect); err != nil {
 		return nil, fmt.Errorf("pool %s: interconnect: %w", p.ID, err)
@@ -52,8 +50,8 @@ func poolJSON(p *store.Pool) (interconnect, prices string, err error) {
 }
 
 // PoolCreate stores a pool. An empty state becomes active and a zero
-// CreatedAt the current time; both are set on p. Names and join tokens are
-// unique (ErrConflict).
+// CreatedAt the current time; both are set on p. Names are unique
+// (ErrConflict).
 func (s *Store) PoolCreate(ctx context.Context, p *store.Pool) error {
 	if p.ID == "" || p.Name == "" {
 		return fmt.Errorf("sqlite: pool needs an ID and a name")
@@ -62,17 +60,13 @@ func (s *Store) PoolCreate(ctx context.Context, p *store.Pool) error {
 		p.State = store.PoolActive
 	}
 	p.CreatedAt = nowOr(p.CreatedAt)
-	var token any
-	if p.JoinToken != "" {
-		token = p.JoinToken
-	}
 	ic, pr, err := poolJSON(p)
 	if err != nil {
 		return err
 	}
 	return s.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO pools (`+poolColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			p.ID, p.Name, p.Driver, p.Region, p.Tier, p.State, token, msec(p.CreatedAt), ic, pr, p.StateReason, nullMsec(p.StateChangedAt))
+		_, err := tx.ExecContext(ctx, `INSERT INTO pools (`+poolColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			p.ID, p.Name, p.Driver, p.Region, p.Tier, p.State, msec(p.CreatedAt), ic, pr, p.StateReason, nullMsec(p.StateChangedAt))
 		if err != nil {
 			return fmt.Errorf("pool %s (%s): %w", p.ID, p.Name, dbErr(err))
 		}
@@ -138,13 +132,43 @@ func (s *Store) PoolGetByName(ctx context.Context, name string) (*store.Pool, er
 	return p, dbErr(notFound(err, "pool named %q", name))
 }
 
-func (s *Store) PoolGetByJoinToken(ctx context.Context, token string) (*store.Pool, error) {
-	if token == "" {
-		return nil, fmt.Errorf("pool with an empty join token: %w", store.ErrNotFound)
-	}
-	p, err := scanPool(s.r.QueryRowContext(ctx, `SELECT `+poolColumns+` FROM pools WHERE join_token = ?`, token))
-	// The token is a secret: it stays out of the error.
-	return p, dbErr(notFound(err, "pool for the join token"))
+// JoinTokensAdopt moves the join tokens older stores kept in the clear
+// (pools.join_token) into join_tokens, hashed with hash, and clears them.
+// It returns how many it moved.
+func (s *Store) JoinTokensAdopt(ctx context.Context, hash func(string) string) (int, error) {
+	n := 0
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		n = 0
+		rows, err := tx.QueryContext(ctx, `SELECT id, join_token FROM pools WHERE join_token IS NOT NULL AND join_token <> ''`)
+		if err != nil {
+			return err
+		}
+		type legacy struct{ pool, token string }
+		var found []legacy
+		for rows.Next() {
+			var l legacy
+			if err := rows.Scan(&l.pool, &l.token); err != nil {
+				rows.Close()
+				return err
+			}
+			found = append(found, l)
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return err
+		}
+		for _, l := range found {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO join_tokens (`+joinTokenColumns+`) VALUES (?, ?, ?, ?, NULL, NULL)`,
+				core.NewID("jt"), l.pool, hash(l.token), msec(time.Now())); err != nil {
+				return dbErr(err)
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE pools SET join_token = NULL WHERE id = ?`, l.pool); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	return n, err
 }
 
 // PoolList lists every pool by name.

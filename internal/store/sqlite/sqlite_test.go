@@ -144,7 +144,7 @@ func TestSurvivesReopen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "lode.db")
 	s := open(t, path)
 	p := &store.Pool{ID: core.NewID("pool"), Name: "rigs", Driver: "agent", Tier: core.TierCertified, State: store.PoolActive,
-		JoinToken: core.NewSecret(), CreatedAt: time.Date(2030, 1, 2, 3, 4, 5, 6e6, time.UTC)}
+		CreatedAt: time.Date(2030, 1, 2, 3, 4, 5, 6e6, time.UTC)}
 	if err := s.PoolCreate(ctx, p); err != nil {
 		t.Fatal(err)
 	}
@@ -249,5 +249,36 @@ func TestGPUsFit(t *testing.T) {
 		if got := gpusFit(tc.node, tc.demands); got != tc.want {
 			t.Errorf("%s: gpusFit = %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestJoinTokensAdoptMovesCleartextTokens: a join token an older store
+// kept in the clear becomes a hashed one that still admits, and the clear
+// copy is gone; a second adoption finds nothing.
+func TestJoinTokensAdoptMovesCleartextTokens(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "lode.db"))
+	p := &store.Pool{ID: core.NewID("pool"), Name: "rigs", Driver: "agent"}
+	if err := s.PoolCreate(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.w.ExecContext(ctx, `UPDATE pools SET join_token = 'old-secret' WHERE id = ?`, p.ID); err != nil {
+		t.Fatal(err)
+	}
+	hash := func(s string) string { return "hash-of-" + s }
+	n, err := s.JoinTokensAdopt(ctx, hash)
+	if err != nil || n != 1 {
+		t.Fatalf("JoinTokensAdopt = %d, %v; want 1", n, err)
+	}
+	jt, err := s.JoinTokenByHash(ctx, "hash-of-old-secret")
+	if err != nil || jt.PoolID != p.ID || !jt.Valid(time.Now()) {
+		t.Fatalf("the adopted token: %+v, %v", jt, err)
+	}
+	var left sql.NullString
+	if err := s.r.QueryRowContext(ctx, `SELECT join_token FROM pools WHERE id = ?`, p.ID).Scan(&left); err != nil || left.Valid {
+		t.Errorf("the clear token is still there: %q, %v", left.String, err)
+	}
+	if n, err := s.JoinTokensAdopt(ctx, hash); err != nil || n != 0 {
+		t.Errorf("a second adoption = %d, %v; want 0", n, err)
 	}
 }

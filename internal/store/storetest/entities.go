@@ -12,9 +12,8 @@ import (
 func testPools(t *testing.T, open func(t *testing.T) store.Store) {
 	f := setup(t, open)
 	rigs := f.pool(func(p *store.Pool) { p.Name = "rigs-eu" })
-	aws := f.pool(func(p *store.Pool) { p.Name, p.Driver, p.JoinToken = "aws", "kubernetes", "" })
-	// Pools without a join token do not collide on it.
-	slurm := f.pool(func(p *store.Pool) { p.Name, p.Driver, p.JoinToken, p.State = "slurm", "slurm", "", "" })
+	aws := f.pool(func(p *store.Pool) { p.Name, p.Driver = "aws", "kubernetes" })
+	slurm := f.pool(func(p *store.Pool) { p.Name, p.Driver, p.State = "slurm", "slurm", "" })
 	if slurm.State != store.PoolActive {
 		t.Errorf("PoolCreate with no state: state %q, want %q", slurm.State, store.PoolActive)
 	}
@@ -25,9 +24,6 @@ func testPools(t *testing.T, open func(t *testing.T) store.Store) {
 	got, err = f.s.PoolGetByName(f.ctx, "aws")
 	noErr(t, "PoolGetByName", err)
 	diff(t, "PoolGetByName", aws, got)
-	got, err = f.s.PoolGetByJoinToken(f.ctx, rigs.JoinToken)
-	noErr(t, "PoolGetByJoinToken", err)
-	diff(t, "PoolGetByJoinToken", rigs, got)
 	list, err := f.s.PoolList(f.ctx)
 	noErr(t, "PoolList", err)
 	byID := func(p *store.Pool) string { return p.ID }
@@ -37,9 +33,8 @@ func testPools(t *testing.T, open func(t *testing.T) store.Store) {
 		name string
 		pool store.Pool
 	}{
-		{"same ID", store.Pool{ID: rigs.ID, Name: "other", JoinToken: core.NewSecret()}},
-		{"same name", store.Pool{ID: core.NewID("pool"), Name: rigs.Name, JoinToken: core.NewSecret()}},
-		{"same join token", store.Pool{ID: core.NewID("pool"), Name: "other", JoinToken: rigs.JoinToken}},
+		{"same ID", store.Pool{ID: rigs.ID, Name: "other"}},
+		{"same name", store.Pool{ID: core.NewID("pool"), Name: rigs.Name}},
 	}
 	for _, c := range conflicts {
 		p := c.pool
@@ -53,8 +48,6 @@ func testPools(t *testing.T, open func(t *testing.T) store.Store) {
 	}{
 		{"PoolGet", func() (*store.Pool, error) { return f.s.PoolGet(f.ctx, "pool-nope") }},
 		{"PoolGetByName", func() (*store.Pool, error) { return f.s.PoolGetByName(f.ctx, "nope") }},
-		{"PoolGetByJoinToken", func() (*store.Pool, error) { return f.s.PoolGetByJoinToken(f.ctx, "nope") }},
-		{"PoolGetByJoinToken empty", func() (*store.Pool, error) { return f.s.PoolGetByJoinToken(f.ctx, "") }},
 	}
 	for _, m := range missing {
 		_, err := m.get()

@@ -63,6 +63,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"JobIdempotencyKey", testJobIdempotencyKey},
 		{"Users", testUsers},
 		{"Tokens", testTokens},
+		{"JoinTokens", testJoinTokens},
 		{"Members", testMembers},
 		{"NodeMarkLost", testNodeMarkLost},
 		{"Audit", testAudit},
@@ -112,7 +113,6 @@ func (f *fixture) pool(mods ...func(*store.Pool)) *store.Pool {
 		Region:    "eu-west",
 		Tier:      core.TierVerified,
 		State:     store.PoolActive,
-		JoinToken: core.NewSecret(),
 		CreatedAt: at(0),
 	}
 	for _, m := range mods {

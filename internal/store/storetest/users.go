@@ -112,3 +112,43 @@ func testMembers(t *testing.T, open func(t *testing.T) store.Store) {
 		t.Error("MemberPut with an unknown role: want an error")
 	}
 }
+
+// testJoinTokens: a pool may hold several join tokens, found by hash,
+// each expiring and revoked on its own; a pool's deletion takes them.
+func testJoinTokens(t *testing.T, open func(t *testing.T) store.Store) {
+	f := setup(t, open)
+	p := f.pool()
+	other := f.pool(func(p *store.Pool) { p.Name = "other" })
+	forever := &store.JoinToken{ID: core.NewID("jt"), PoolID: p.ID, Hash: "h1", CreatedAt: at(1)}
+	daily := &store.JoinToken{ID: core.NewID("jt"), PoolID: p.ID, Hash: "h2", CreatedAt: at(2), ExpiresAt: at(86400)}
+	theirs := &store.JoinToken{ID: core.NewID("jt"), PoolID: other.ID, Hash: "h3", CreatedAt: at(3)}
+	for _, jt := range []*store.JoinToken{forever, daily, theirs} {
+		noErr(t, "JoinTokenCreate", f.s.JoinTokenCreate(f.ctx, jt))
+	}
+	got, err := f.s.JoinTokenByHash(f.ctx, "h2")
+	noErr(t, "JoinTokenByHash", err)
+	diff(t, "JoinTokenByHash", daily, got)
+	if !got.Valid(at(86399)) || got.Valid(at(86400)) {
+		t.Errorf("a token expiring at 86400 s: valid just before %v, at %v", got.Valid(at(86399)), got.Valid(at(86400)))
+	}
+	list, err := f.s.JoinTokenList(f.ctx, p.ID)
+	noErr(t, "JoinTokenList", err)
+	diff(t, "JoinTokenList", []*store.JoinToken{forever, daily}, list)
+
+	noErr(t, "JoinTokenRevoke", f.s.JoinTokenRevoke(f.ctx, forever.ID, at(10)))
+	noErr(t, "JoinTokenRevoke again", f.s.JoinTokenRevoke(f.ctx, forever.ID, at(20)))
+	got, _ = f.s.JoinTokenByHash(f.ctx, "h1")
+	if !got.RevokedAt.Equal(at(10)) || got.Valid(at(11)) {
+		t.Errorf("revoked join token: revoked at %v, valid %v", got.RevokedAt, got.Valid(at(11)))
+	}
+	if got, _ := f.s.JoinTokenByHash(f.ctx, "h3"); !got.Valid(at(11)) {
+		t.Error("revoking one pool's token revoked another's")
+	}
+	wantErr(t, "JoinTokenCreate with a taken hash",
+		f.s.JoinTokenCreate(f.ctx, &store.JoinToken{ID: core.NewID("jt"), PoolID: p.ID, Hash: "h1"}), store.ErrConflict)
+	wantErr(t, "JoinTokenCreate for no pool",
+		f.s.JoinTokenCreate(f.ctx, &store.JoinToken{ID: core.NewID("jt"), PoolID: "pool-nope", Hash: "h9"}), store.ErrNotFound)
+	_, err = f.s.JoinTokenByHash(f.ctx, "nope")
+	wantErr(t, "JoinTokenByHash of no token", err, store.ErrNotFound)
+	wantErr(t, "JoinTokenRevoke of no token", f.s.JoinTokenRevoke(f.ctx, "jt-nope", at(1)), store.ErrNotFound)
+}
