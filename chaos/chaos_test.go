@@ -163,7 +163,14 @@ func (r *run) fail(err error) {
 func runChaos(t *testing.T, cfg config) {
 	r := &run{t: t, cfg: cfg, dir: os.Getenv("CHAOS_DIR")}
 	if r.dir == "" {
-		r.dir = t.TempDir()
+		// Not t.TempDir(), whose parent only root may enter: the trainers,
+		// running as task users, write their PID records under it.
+		dir, err := os.MkdirTemp("", "lode-chaos-run-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		r.dir = dir
 	} else {
 		r.dir = filepath.Join(r.dir, fmt.Sprintf("seed-%d-%s", cfg.Seed, time.Now().Format("150405")))
 	}
@@ -171,6 +178,11 @@ func runChaos(t *testing.T, cfg config) {
 	r.pidDir = filepath.Join(r.dir, "pids")
 	for _, d := range []string{logDir, r.pidDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for d, mode := range map[string]os.FileMode{r.dir: 0o755, r.pidDir: 0o1777} {
+		if err := os.Chmod(d, mode); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -35,6 +35,12 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	// Tasks run as users of their own under an agent running as root:
+	// the trainer must be theirs to run.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	lodeBin, trainerBin = filepath.Join(dir, "lode"), filepath.Join(dir, "trainer")
 	for bin, pkg := range map[string]string{lodeBin: "lode.dev/lode/cmd/lode", trainerBin: "lode.dev/lode/chaos/trainer"} {
 		build := exec.Command("go", "build", "-o", bin, pkg)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"lode.dev/lode/internal/agent"
 	"lode.dev/lode/internal/core"
 )
 
@@ -73,10 +74,16 @@ printf 'weights' > out/model.bin
 	if b, err := os.ReadFile(filepath.Join(again, "model.bin")); err != nil || string(b) != "weights" {
 		t.Errorf("artifacts get --local: %q, %v; want \"weights\"", b, err)
 	}
-	// The task's private directory, which held decrypted data, is gone.
-	tasks, err := os.ReadDir(filepath.Join(home, "agent", "tasks"))
-	if err != nil || len(tasks) != 0 {
-		t.Errorf("agent task directories left behind: %v %v", tasks, err)
+	// The task's private directory, which held decrypted data, is gone:
+	// under the agent's directory, or in the machine's task root (root).
+	root, err := agent.TaskRoot(filepath.Join(home, "agent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{filepath.Join(home, "agent", "tasks"), root} {
+		if tasks, err := os.ReadDir(dir); (err != nil && !os.IsNotExist(err)) || len(tasks) != 0 {
+			t.Errorf("task directories left behind in %s: %v %v", dir, tasks, err)
+		}
 	}
 }
 
@@ -189,7 +196,17 @@ func TestAgentWithWrongTokenRetriesWithAClearMessage(t *testing.T) {
 
 func TestCancelStopsTheRunningProcess(t *testing.T) {
 	cl := startServer(t)
-	pidFile := filepath.Join(t.TempDir(), "pid")
+	// Where the task's user may write: not t.TempDir(), which only root
+	// may enter.
+	shared, err := os.MkdirTemp("", "lode-cancel-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(shared) })
+	if err := os.Chmod(shared, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	pidFile := filepath.Join(shared, "pid")
 	spec := script(t, "env: {PID_FILE: "+pidFile+"}\n", "echo $$ > \"$PID_FILE\"\necho started\nexec sleep 600\n", nil)
 	code, stdout, stderr := cl.run("run", "--detach", spec)
 	if code != 0 {

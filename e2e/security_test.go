@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"lode.dev/lode/internal/agent"
 	"lode.dev/lode/internal/core"
 )
 
@@ -35,7 +36,12 @@ echo done
 	if err != nil || len(cks) == 0 {
 		t.Fatalf("checkpoints = %v, %v; want at least one", cks, err)
 	}
-	for _, dir := range []string{cl.dataDir, agentDir} {
+	// Tasks of an agent running as root live in the machine's task root.
+	taskRoot, err := agent.TaskRoot(agentDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{cl.dataDir, agentDir, taskRoot} {
 		if hits := grepTree(t, dir, []byte(marker)); len(hits) > 0 {
 			t.Errorf("plaintext marker found in %s", strings.Join(hits, ", "))
 		}

@@ -51,8 +51,11 @@ type Config struct {
 	SyncEvery time.Duration
 	// StopGrace is how long a stopped task has between SIGTERM and SIGKILL.
 	StopGrace time.Duration
-	Version   string
-	Logger    *slog.Logger
+	// TaskUIDs is where an agent running as root takes its tasks' users
+	// from, one per task; zero means DefaultTaskUIDs.
+	TaskUIDs UIDRange
+	Version  string
+	Logger   *slog.Logger
 }
 
 // Agent runs tasks for one control plane.
@@ -60,6 +63,7 @@ type Agent struct {
 	cfg  Config
 	base *client.Client
 	log  *slog.Logger
+	iso  *isolation
 
 	// taskCtx bounds the tasks' lives; see Run.
 	taskCtx context.Context
@@ -101,7 +105,11 @@ func New(cfg Config) (*Agent, error) {
 	if err := os.Chmod(cfg.Dir, 0o700); err != nil {
 		return nil, err
 	}
-	return &Agent{cfg: cfg, base: c, log: cfg.Logger, tasks: map[wire.TaskRef]*task{}}, nil
+	iso, err := newIsolation(cfg.Dir, cfg.TaskUIDs, cfg.Memory, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	return &Agent{cfg: cfg, base: c, log: cfg.Logger, iso: iso, tasks: map[wire.TaskRef]*task{}}, nil
 }
 
 // Run joins the control plane and serves it until ctx ends; then it stops
@@ -118,7 +126,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.cfg.AdvertiseAddr == "" {
 		a.cfg.AdvertiseAddr = advertiseAddr(a.cfg.Server)
 	}
-	release, err := claimDir(a.cfg.Dir, a.log)
+	release, err := claimDir(a.cfg.Dir, a.iso, a.log)
 	if err != nil {
 		return err
 	}

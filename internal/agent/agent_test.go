@@ -127,7 +127,7 @@ func TestHelperAgent(t *testing.T) {
 	}
 	os.Setenv("LODE_TEST_GUARD", "1")
 	script := fmt.Sprintf("sleep 600 & echo $! > %s.tmp && mv %s.tmp %s; wait", os.Getenv("LODE_TEST_PIDFILE"), os.Getenv("LODE_TEST_PIDFILE"), os.Getenv("LODE_TEST_PIDFILE"))
-	p, err := startProcess(os.Getenv("LODE_TEST_GUARD_BIN"), []string{"/bin/sh", "-c", script}, t.TempDir(), os.Environ(), os.Stdout, os.Stderr)
+	p, err := startProcess(os.Getenv("LODE_TEST_GUARD_BIN"), []string{"/bin/sh", "-c", script}, t.TempDir(), os.Environ(), os.Stdout, os.Stderr, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"lode.dev/lode/internal/client"
@@ -37,6 +38,15 @@ type task struct {
 	log   *slog.Logger
 
 	dir, work, ckptDir, outDir, metricsFile string
+	// cred is the task's own user, when it has one (see isolation); nil
+	// runs it as the agent's user.
+	cred *syscall.Credential
+	// root is the task's directory, opened once it is made. What the agent
+	// reads of the task's files for the server it reads through root: a
+	// task may replace any of them with a symlink, and the agent, running as
+	// root, must not follow one out of the task's own tree.
+	root     *os.Root
+	wipeOnce sync.Once
 	// metricsPos is how far the metrics file has been shipped; only the
 	// goroutine running execute touches it.
 	metricsPos int64
@@ -57,7 +67,9 @@ type task struct {
 type taskHost struct {
 	// dir is the task's own directory; it holds decrypted data and is
 	// removed when the task ends.
-	dir   string
+	dir string
+	// iso says as whom tasks run and how their directories are made.
+	iso   *isolation
 	guard string
 	// pinGPUs sets CUDA_VISIBLE_DEVICES to the task's GPUs, which hides
 	// the node's other GPUs (an agent shares its node between tasks). A
@@ -71,14 +83,21 @@ type taskHost struct {
 }
 
 func newTask(a *Agent, c *client.Client, as wire.Assignment, gpus []int) *task {
+	iso := a.iso
+	if iso == nil {
+		iso = &isolation{root: filepath.Join(a.cfg.Dir, "tasks")}
+	}
 	return newTaskOn(taskHost{
-		dir:   filepath.Join(a.cfg.Dir, "tasks", fmt.Sprintf("%s-r%d", as.Task.AttemptID, as.Task.Rank)),
+		dir: filepath.Join(iso.root, fmt.Sprintf("%s-r%d", as.Task.AttemptID, as.Task.Rank)), iso: iso,
 		guard: a.cfg.Guard, pinGPUs: len(a.cfg.GPUs) > 0,
 		syncEvery: a.cfg.SyncEvery, stopGrace: a.cfg.StopGrace, log: a.log,
 	}, c, as, gpus)
 }
 
 func newTaskOn(h taskHost, c *client.Client, as wire.Assignment, gpus []int) *task {
+	if h.iso == nil {
+		h.iso = &isolation{}
+	}
 	return &task{
 		host: h, c: c, as: as, gpus: gpus, rank: as.Task.Rank, dir: h.dir,
 		fence:  store.Fence{AttemptID: as.Task.AttemptID, Token: as.FencingToken},
@@ -113,19 +132,21 @@ var errFenced = errors.New("attempt is no longer current")
 
 // run prepares the task's directory, runs its command and reports how it
 // ended. Whatever happens, the task's directory (which holds decrypted data)
-// is removed before run returns.
+// is wiped before run returns, and before the end is reported (see wipe).
 func (t *task) run(ctx context.Context) {
 	defer close(t.done)
-	defer func() {
-		if err := os.RemoveAll(t.dir); err != nil {
-			t.log.Error("could not remove task directory", slog.String("dir", t.dir), slog.Any("err", err))
-		}
-	}()
+	defer t.wipe()
 	t.log.Info("task starting", slog.String("name", t.as.Job.Name))
+	if err := t.makeDir(); err != nil {
+		t.log.Error("task directory could not be made", slog.Any("err", err))
+		t.shipLine(ctx, store.Stderr, fmt.Sprintf("lode: cannot make the task's directory on this node: %v\n", err))
+		t.finish(ctx, core.TaskExited, 1, "prepare: "+err.Error())
+		return
+	}
 	// A server that cannot be reached (restarting, or cut off for a
 	// while) is no fault of the task's: the steps below that need it wait
 	// for it rather than fail the task.
-	err := t.untilReachable(ctx, "preparing the task", func() error { return t.prepare(ctx) })
+	err := t.untilReachable(ctx, "preparing the task", func() error { return t.fullHint(t.prepare(ctx)) })
 	if err != nil {
 		if ctx.Err() != nil || errors.Is(err, errFenced) {
 			t.end = TaskEnd{State: core.TaskKilled, ExitCode: -1, Message: "not started: " + err.Error(), Fenced: errors.Is(err, errFenced)}
@@ -198,7 +219,10 @@ func (t *task) untilReachable(ctx context.Context, what string, fn func() error)
 }
 
 // finish reports the task's end, retrying while the server is unreachable.
+// The task's directory is wiped first: once the server has a task's end,
+// nothing of it is left on the node.
 func (t *task) finish(ctx context.Context, state core.TaskState, code int, msg string) {
+	t.wipe()
 	t.end = TaskEnd{State: state, ExitCode: code, Message: msg, Fenced: t.fenced}
 	if state == core.TaskKilled && !t.report {
 		return
@@ -241,14 +265,56 @@ func (t *task) sealer(objectID string) (*data.Sealer, error) {
 	return data.NewSealer(objectID, key)
 }
 
-// prepare makes the task's directories and fills them: working directory,
-// datasets, and the newest checkpoint.
-func (t *task) prepare(ctx context.Context) error {
-	t.work = filepath.Join(t.dir, "work")
-	for _, d := range []string{t.dir, t.work} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
+// makeDir gives the task its user, when the agent isolates its tasks, and
+// makes its private directory.
+func (t *task) makeDir() error {
+	if uids := t.host.iso.uids; uids != nil {
+		id, err := uids.take()
+		if err != nil {
 			return err
 		}
+		t.cred = &syscall.Credential{Uid: id, Gid: id, Groups: []uint32{}}
+	}
+	if err := t.host.iso.makeDir(t.dir, t.cred, t.as.Task.Resources.MemoryBytes); err != nil {
+		return err
+	}
+	root, err := os.OpenRoot(t.dir)
+	if err != nil {
+		return err
+	}
+	t.root = root
+	return nil
+}
+
+// wipe ends whatever the task left running as its user, removes its
+// directory (unmounting its tmpfs) and gives its user back. It runs once.
+func (t *task) wipe() {
+	t.wipeOnce.Do(func() {
+		if t.root != nil {
+			t.root.Close()
+		}
+		if t.cred != nil {
+			// A process still in the tmpfs would keep it mounted.
+			if err := killUID(t.cred.Uid); err != nil {
+				t.log.Error("could not kill what the task left running", slog.Any("err", err))
+			}
+		}
+		if err := t.host.iso.wipeDir(t.dir); err != nil {
+			t.log.Error("could not remove task directory", slog.String("dir", t.dir), slog.Any("err", err))
+		}
+		if t.cred != nil {
+			t.host.iso.uids.give(t.cred.Uid)
+		}
+	})
+}
+
+// prepare fills the task's directories: working directory, datasets, and
+// the newest checkpoint. It runs as the agent; at its end, a task with a
+// user of its own is given everything in its directory.
+func (t *task) prepare(ctx context.Context) error {
+	t.work = filepath.Join(t.dir, "work")
+	if err := os.MkdirAll(t.work, 0o700); err != nil {
+		return err
 	}
 	job := t.as.Job
 	if job.WorkdirObject != "" {
@@ -297,7 +363,24 @@ func (t *task) prepare(ctx context.Context) error {
 		}
 		t.log.Info("restored checkpoint", slog.Int("version", ck.Version), slog.Int("files", ck.Files))
 	}
-	return nil
+	if t.cred == nil {
+		return nil
+	}
+	for _, d := range []string{filepath.Join(t.dir, "home"), filepath.Join(t.dir, "tmp")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return err
+		}
+	}
+	return handOver(t.dir, t.cred)
+}
+
+// fullHint explains a full task directory: its tmpfs is bounded by the
+// memory the task asked for.
+func (t *task) fullHint(err error) error {
+	if errors.Is(err, syscall.ENOSPC) && t.host.iso.tmpfs {
+		return fmt.Errorf("%w (the task's directory is in memory, as large as the memory the job asks for: ask for more with resources.memory)", err)
+	}
+	return err
 }
 
 // env is the task's environment: the agent's own, then Lode's variables,
@@ -327,6 +410,9 @@ func (t *task) env() []string {
 	for _, d := range job.Datasets {
 		vars["LODE_DATASET_"+envName(d.Name)] = t.resolve(d.Mount)
 	}
+	if t.cred != nil {
+		t.privateHome(vars)
+	}
 	if t.host.pinGPUs {
 		ids := make([]string, len(t.gpus))
 		for i, g := range t.gpus {
@@ -355,6 +441,33 @@ func (t *task) env() []string {
 	return env
 }
 
+// privateHome points a task with a user of its own at a home, a temporary
+// directory and caches inside its private directory: its user has no home,
+// and the agent's are not the task's to read or to share with other tenants.
+// Go's and other tools' caches follow HOME and XDG_CACHE_HOME; what the job's
+// env sets is kept, and what follows from it follows.
+func (t *task) privateHome(vars map[string]string) {
+	spec := t.as.Job.Spec.Env
+	set := func(k, v string) string {
+		if s, ok := spec[k]; ok {
+			return s
+		}
+		vars[k] = v
+		return v
+	}
+	home := set("HOME", filepath.Join(t.dir, "home"))
+	set("TMPDIR", filepath.Join(t.dir, "tmp"))
+	cache := set("XDG_CACHE_HOME", filepath.Join(home, ".cache"))
+	set("GOCACHE", filepath.Join(cache, "go-build"))
+	gopath := set("GOPATH", filepath.Join(home, "go"))
+	set("GOMODCACHE", filepath.Join(gopath, "pkg", "mod"))
+	// The user has no name in /etc/passwd; tools that ask the environment
+	// first (Python's getpass) get one instead of the agent's.
+	name := fmt.Sprintf("lode-task-%d", t.cred.Uid)
+	set("USER", name)
+	set("LOGNAME", name)
+}
+
 // envName turns a dataset name into the tail of an environment variable.
 func envName(s string) string {
 	return strings.Map(func(r rune) rune {
@@ -381,7 +494,7 @@ func (t *task) execute(ctx context.Context) (int, string, core.TaskState) {
 	if err != nil {
 		return -1, err.Error(), core.TaskExited
 	}
-	proc, err := startProcess(t.host.guard, job.Spec.Command, t.work, t.env(), stdoutW, stderrW)
+	proc, err := startProcess(t.host.guard, job.Spec.Command, t.work, t.env(), stdoutW, stderrW, t.cred)
 	stdoutW.Close()
 	stderrW.Close()
 	if err != nil {
@@ -454,6 +567,14 @@ func (t *task) execute(ctx context.Context) (int, string, core.TaskState) {
 				proc.kill()
 				stopping, state, msg = true, core.TaskKilled, "agent stopped"
 			}
+		}
+	}
+	if t.cred != nil {
+		// What the task started outside its process group (setsid, a
+		// double fork) escaped the guard, and may hold the output pipes
+		// open; it cannot escape its user.
+		if err := killUID(t.cred.Uid); err != nil {
+			t.log.Error("could not kill what the task left running", slog.Any("err", err))
 		}
 	}
 	shipping.Wait()
@@ -574,7 +695,10 @@ func (t *task) shipLine(ctx context.Context, stream store.LogStream, line string
 // the last call. Lines that are not JSON objects are skipped with a warning
 // in the task's output.
 func (t *task) shipMetrics(ctx context.Context, onFenced func()) {
-	f, err := os.Open(t.metricsFile)
+	if t.root == nil {
+		return
+	}
+	f, err := t.root.Open(filepath.Base(t.metricsFile))
 	if err != nil {
 		return
 	}
@@ -628,9 +752,14 @@ func (t *task) uploadOutputs(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := data.Push(ctx, t.c, s, job.DataObject, t.outDir, nil)
+	dir, closeDir, err := t.inside(t.outDir)
 	if err != nil {
 		return err
+	}
+	defer closeDir()
+	res, err := data.Push(ctx, t.c, s, job.DataObject, dir, nil)
+	if err != nil {
+		return unalias(err, dir, t.outDir)
 	}
 	_, err = t.c.CommitArtifact(ctx, t.fence, &wire.Commit{Manifest: res.Manifest, Files: res.Files, Bytes: res.Bytes})
 	if errors.Is(err, store.ErrFenced) {
@@ -641,6 +770,45 @@ func (t *task) uploadOutputs(ctx context.Context) error {
 	}
 	return err
 }
+
+// inside opens dir, a directory of the task's tree, through the task's root,
+// so that no symlink the task planted on the way leads out of its tree, and
+// returns a name for the very directory opened, for code that takes a path.
+// The name stays good until done is called.
+func (t *task) inside(dir string) (name string, done func(), err error) {
+	rel, err := filepath.Rel(t.dir, dir)
+	if err != nil || !filepath.IsLocal(rel) {
+		return "", nil, fmt.Errorf("%s is not inside the task's directory", dir)
+	}
+	if t.root == nil {
+		return "", nil, errors.New("the task's directory is not open")
+	}
+	f, err := t.root.Open(rel)
+	if err != nil {
+		return "", nil, err
+	}
+	if info, err := f.Stat(); err != nil || !info.IsDir() {
+		f.Close()
+		return "", nil, fmt.Errorf("%s is not a directory", rel)
+	}
+	// The kernel resolves /proc/self/fd/N to the open directory itself,
+	// without walking its path again.
+	return fmt.Sprintf("/proc/self/fd/%d", f.Fd()), func() { f.Close() }, nil
+}
+
+// unalias names dir where err names alias, the name inside gave for it: a
+// message about /proc/self/fd/N would tell a reader nothing.
+func unalias(err error, alias, dir string) error {
+	return &aliasError{err: err, alias: alias, dir: dir}
+}
+
+type aliasError struct {
+	err        error
+	alias, dir string
+}
+
+func (e *aliasError) Error() string { return strings.ReplaceAll(e.err.Error(), e.alias, e.dir) }
+func (e *aliasError) Unwrap() error { return e.err }
 
 func dirEmpty(dir string) (bool, error) {
 	entries, err := os.ReadDir(dir)
@@ -706,9 +874,14 @@ func (s *syncer) checkpoint(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := data.Push(ctx, t.c, sealer, job.DataObject, t.ckptDir, nil)
+	dir, closeDir, err := t.inside(t.ckptDir)
 	if err != nil {
 		return err
+	}
+	defer closeDir()
+	res, err := data.Push(ctx, t.c, sealer, job.DataObject, dir, nil)
+	if err != nil {
+		return unalias(err, dir, t.ckptDir)
 	}
 	if after, err := fingerprint(t.ckptDir); err != nil || after != before {
 		return nil // written to while it was read: not a version; next time

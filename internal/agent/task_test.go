@@ -33,9 +33,11 @@ type fakeServer struct {
 	statuses []wire.TaskStatus
 	objects  map[string][]byte
 	commits  []string // "artifacts" or "checkpoints", as committed
-	drop     func(r *http.Request, n int) bool
-	seen     map[string]int // requests per "METHOD kind"
-	changed  chan struct{}
+	// shipped is what the task's output and metrics carried to the server.
+	shipped []byte
+	drop    func(r *http.Request, n int) bool
+	seen    map[string]int // requests per "METHOD kind"
+	changed chan struct{}
 }
 
 func newFakeServer(t *testing.T) *fakeServer {
@@ -58,10 +60,19 @@ func kind(r *http.Request) string {
 func (f *fakeServer) serve(w http.ResponseWriter, r *http.Request) {
 	k := kind(r)
 	var status wire.TaskStatus
-	if k == "status" {
+	var shipped []byte
+	switch k {
+	case "status":
 		_ = json.NewDecoder(r.Body).Decode(&status)
+	case "logs":
+		var l wire.TaskLog
+		_ = json.NewDecoder(r.Body).Decode(&l)
+		shipped = l.Data
+	case "metrics":
+		shipped, _ = io.ReadAll(r.Body)
 	}
 	f.mu.Lock()
+	f.shipped = append(f.shipped, shipped...)
 	f.seen[r.Method+" "+k]++
 	n := f.seen[r.Method+" "+k]
 	if k == "status" {
@@ -152,6 +163,14 @@ func runTask(t *testing.T, f *fakeServer, command string) (dir string) {
 		cfg: Config{Dir: dir, SyncEvery: 50 * time.Millisecond, StopGrace: time.Second},
 		log: slog.New(slog.DiscardHandler), tasks: map[wire.TaskRef]*task{},
 	}
+	runTaskOn(t, f, a, command)
+	return dir
+}
+
+// runTaskOn runs one task of command on agent a against f and returns once
+// the task is done.
+func runTaskOn(t *testing.T, f *fakeServer, a *Agent, command string) {
+	t.Helper()
 	c, err := client.New(f.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -170,7 +189,6 @@ func runTask(t *testing.T, f *fakeServer, command string) (dir string) {
 	done := make(chan struct{})
 	go func() { tk.run(context.Background()); close(done) }()
 	f.waitEnd(t, done)
-	return dir
 }
 
 // TestTaskStartsWhenTheAnswerToItsRunningReportIsLost: the server records

@@ -111,7 +111,7 @@ func parseGPUFlag(s string) ([]core.GPU, error) {
 
 func agentCmd(g *globals) *cobra.Command {
 	var cfg agent.Config
-	var gpus, cpus, memory, logLevel string
+	var gpus, cpus, memory, logLevel, taskUIDs string
 	var labels []string
 	cmd := &cobra.Command{
 		Use:   "agent --server URL --join-token TOKEN --ca-hash HASH",
@@ -140,6 +140,9 @@ move elsewhere from their last checkpoint.`,
 				if cfg.Memory, err = core.ParseBytes(memory); err != nil {
 					return &ExitError{Code: 2, Err: fmt.Errorf("bad --memory: %w", err)}
 				}
+			}
+			if cfg.TaskUIDs, err = agent.ParseUIDRange(taskUIDs); err != nil {
+				return &ExitError{Code: 2, Err: fmt.Errorf("bad --task-uids: %w", err)}
 			}
 			cfg.Labels = map[string]string{}
 			for _, l := range labels {
@@ -177,6 +180,7 @@ move elsewhere from their last checkpoint.`,
 	f.StringVar(&cpus, "cpus", "", "CPUs to offer (default: all)")
 	f.StringVar(&memory, "memory", "", "memory to offer, e.g. 32GiB (default: all)")
 	f.StringArrayVar(&labels, "label", nil, "KEY=VALUE label for the node (repeatable)")
+	f.StringVar(&taskUIDs, "task-uids", agent.DefaultTaskUIDs.String(), "user ids for tasks, one each, when the agent runs as root (FIRST-LAST)")
 	f.StringVar(&cfg.AdvertiseAddr, "advertise-addr", "", "address other ranks of a gang reach this node at")
 	f.DurationVar(&cfg.SyncEvery, "sync-every", time.Second, "how often to look for new checkpoints to upload")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
