@@ -195,11 +195,11 @@ func leaseTerms(b *testing.B, srv *server) (ttl, interval time.Duration) {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	j, err := srv.c.Join(ctx, &wire.Join{JoinToken: srv.joinToken(b), Name: "lease-probe", MilliCPUs: 1, MemoryBytes: 1 << 20})
+	node, j, err := srv.c.JoinAs(ctx, &wire.Join{JoinToken: srv.joinToken(b), Name: "lease-probe", MilliCPUs: 1, MemoryBytes: 1 << 20})
 	if err != nil {
 		b.Fatalf("probe join: %v", err)
 	}
-	if err := srv.c.WithNode(j.NodeID, j.Credential).Leave(ctx); err != nil {
+	if err := node.Leave(ctx); err != nil {
 		b.Fatalf("probe leave: %v", err)
 	}
 	ttl, interval = time.Duration(j.LeaseTTLMS)*time.Millisecond, time.Duration(j.HeartbeatIntervalMS)*time.Millisecond
