@@ -29,6 +29,10 @@ type RunnerConfig struct {
 	// Kubernetes it is a memory-backed emptyDir, so decrypted data never
 	// reaches a disk.
 	Dir string
+	// MasterAddr and MasterPort, when set (MASTER_ADDR, MASTER_PORT in the
+	// runner's environment), replace the assignment's rendezvous.
+	MasterAddr string
+	MasterPort int
 	// Command, when not empty, runs instead of the job's own command.
 	Command []string
 	// Guard is the lode binary, used to run the command under
@@ -91,6 +95,14 @@ func RunTask(ctx context.Context, cfg RunnerConfig) (TaskEnd, error) {
 	if len(cfg.Command) > 0 {
 		as.Job.Spec.Command = cfg.Command
 	}
+	// Where ranks find rank 0 is the pod's to say (on Kubernetes, the
+	// headless Service's name): the assignment knows only nodes.
+	if cfg.MasterAddr != "" {
+		as.MasterAddr = cfg.MasterAddr
+	}
+	if cfg.MasterPort != 0 {
+		as.MasterPort = cfg.MasterPort
+	}
 	dir := filepath.Join(cfg.Dir, fmt.Sprintf("%s-r%d", cfg.AttemptID, cfg.Rank))
 	// A runner restarted in the same pod finds what its predecessor left:
 	// decrypted data of a task it will prepare afresh.
@@ -107,7 +119,12 @@ func RunTask(ctx context.Context, cfg RunnerConfig) (TaskEnd, error) {
 	taskCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	stopWatch := context.AfterFunc(ctx, func() {
-		t.stop("its runner was stopped (on Kubernetes: the pod was deleted)", true)
+		// The task stops with its grace period and commits a last
+		// checkpoint, but its end is not reported: the runner was stopped
+		// from outside (a pod deleted, evicted, its node drained), and
+		// whoever stopped it (the driver) says why the attempt ends,
+		// where a killed report would cancel the job.
+		t.stopUnreported("its runner was stopped (on Kubernetes: the pod was deleted)")
 		time.AfterFunc(cfg.StopGrace+15*time.Second, cancel)
 	})
 	defer stopWatch()

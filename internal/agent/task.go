@@ -55,7 +55,10 @@ type task struct {
 	stopCh     chan struct{}
 	stopReason string
 	report     bool
-	done       chan struct{}
+	// keepCheckpoint commits a last checkpoint after a stop whose end is
+	// not reported (a runner stopped from outside).
+	keepCheckpoint bool
+	done           chan struct{}
 	// end is how the task ended, set before done is closed; fenced is set
 	// when the server refused a write because the attempt is no longer
 	// current. Only the goroutine running run touches them.
@@ -122,6 +125,15 @@ type TaskEnd struct {
 func (t *task) stop(reason string, report bool) {
 	t.stopOnce.Do(func() {
 		t.stopReason, t.report = reason, report
+		close(t.stopCh)
+	})
+}
+
+// stopUnreported stops the task with its grace period and commits its last
+// checkpoint, but leaves reporting its end to whoever stopped it.
+func (t *task) stopUnreported(reason string) {
+	t.stopOnce.Do(func() {
+		t.stopReason, t.keepCheckpoint = reason, true
 		close(t.stopCh)
 	})
 }
@@ -588,7 +600,7 @@ func (t *task) execute(ctx context.Context) (int, string, core.TaskState) {
 	default:
 	}
 	t.shipMetrics(ctx, onFenced)
-	if state == core.TaskKilled && t.report && t.rank == 0 {
+	if state == core.TaskKilled && (t.report || t.keepCheckpoint) && t.rank == 0 {
 		// A graceful stop (preemption, drain, cancel): the task had its
 		// grace period to write a last checkpoint; keep it.
 		if err := sync.checkpoint(ctx); err != nil {

@@ -83,6 +83,14 @@ func runnerConfig(getenv func(string) string, f runnerFlags) (*runnerSetup, erro
 		}
 		cfg.CA = b
 	}
+	cfg.MasterAddr = getenv("MASTER_ADDR")
+	if p := getenv("MASTER_PORT"); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n <= 0 || n > 65535 {
+			errs = append(errs, fmt.Errorf("MASTER_PORT=%q is not a port: want 1-65535", p))
+		}
+		cfg.MasterPort = n
+	}
 	setup := &runnerSetup{}
 	dir, from := pick(f.taskDir, "task-dir", "LODE_TASK_DIR")
 	if dir != "" {
