@@ -342,14 +342,23 @@ func FuzzRequests(f *testing.F) {
 	f.Add(2, []byte(`{"join_token":"tok","name":"n","milli_cpus":1,"memory_bytes":1}`))
 	f.Add(3, []byte(`{"addrs":["zz"]}`))
 	f.Add(4, []byte(`{"project":"p","name":"n","object_id":"obj-x","manifest":"m"}`))
-	paths := []string{"/v1/jobs", "/v1/objects", "/v1/agent/join", "/v1/objects/obj-x/missing", "/v1/datasets"}
+	f.Add(5, []byte(`{"name":"ada","admin":true}`))
+	f.Add(6, []byte(`{"user":"ada","name":"ci","expires_in_s":60}`))
+	f.Add(7, []byte(`{"expires_in_s":3600}`))
+	f.Add(8, []byte(`{"role":"member"}`))
+	paths := []string{"/v1/jobs", "/v1/objects", "/v1/agent/join", "/v1/objects/obj-x/missing", "/v1/datasets",
+		"/v1/users", "/v1/tokens", "/v1/pools/default/join-tokens", "/v1/projects/p/members/ada"}
 	e := newEnv(f)
 	f.Fuzz(func(t *testing.T, which int, body []byte) {
 		if which < 0 {
 			which = -which
 		}
 		e.t = t
-		status, out := e.do("POST", paths[which%len(paths)], body, nil)
+		path, method := paths[which%len(paths)], "POST"
+		if strings.Contains(path, "/members/") {
+			method = "PUT"
+		}
+		status, out := e.do(method, path, body, nil)
 		if status >= 500 {
 			t.Fatalf("status %d for %q: %s", status, body, out)
 		}
