@@ -1007,22 +1007,10 @@ func noneNamed(t *testing.T, dir, name string) {
 	}
 }
 
-// witness makes a directory under the system's temporary directory that
-// anyone may write to: a task, which may run as a user of its own, leaves
-// a file there if its command runs, and a path attack aims there so that
-// a hit would outlive the task's directory.
-func witness(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "lode-attack-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
+// witness makes a directory anyone may write to: a task, which may run as
+// a user of its own, leaves a file there if its command runs, and a path
+// attack aims there so that a hit would outlive the task's directory.
+func witness(t *testing.T) string { return reachableDir(t, 0o777) }
 
 // climbTo is a relative path that, from any directory, climbs to the root
 // and descends to abs.

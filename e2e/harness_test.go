@@ -296,6 +296,22 @@ func writeFiles(t *testing.T, dir string, files map[string]string) {
 	}
 }
 
+// reachableDir makes a directory with mode perm under the system's
+// temporary directory, not the test's own, which only root may enter: task
+// users must reach it.
+func reachableDir(t *testing.T, perm os.FileMode) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "lode-e2e-shared-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, perm); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 // grepTree reports every file under dir whose bytes contain marker.
 func grepTree(t *testing.T, dir string, marker []byte) []string {
 	t.Helper()

@@ -206,17 +206,7 @@ type gates struct {
 
 func newGates(t *testing.T, names ...string) *gates {
 	t.Helper()
-	// Under /tmp itself, not the test's private temporary directory:
-	// task users must reach it.
-	dir, err := os.MkdirTemp("", "lode-gates-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	g := &gates{t: t, dir: dir}
+	g := &gates{t: t, dir: reachableDir(t, 0o755)}
 	for _, n := range names {
 		if err := unix.Mkfifo(g.path(n), 0o644); err != nil {
 			t.Fatal(err)

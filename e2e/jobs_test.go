@@ -196,17 +196,7 @@ func TestAgentWithWrongTokenRetriesWithAClearMessage(t *testing.T) {
 
 func TestCancelStopsTheRunningProcess(t *testing.T) {
 	cl := startServer(t)
-	// Where the task's user may write: not t.TempDir(), which only root
-	// may enter.
-	shared, err := os.MkdirTemp("", "lode-cancel-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(shared) })
-	if err := os.Chmod(shared, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	pidFile := filepath.Join(shared, "pid")
+	pidFile := filepath.Join(reachableDir(t, 0o777), "pid")
 	spec := script(t, "env: {PID_FILE: "+pidFile+"}\n", "echo $$ > \"$PID_FILE\"\necho started\nexec sleep 600\n", nil)
 	code, stdout, stderr := cl.run("run", "--detach", spec)
 	if code != 0 {

@@ -231,16 +231,7 @@ func poolsCmd(g *globals) *cobra.Command {
 				func(ts []*store.JoinToken) {
 					var rows [][]string
 					for _, t := range ts {
-						state, expires := "valid", "never"
-						if !t.ExpiresAt.IsZero() {
-							expires = t.ExpiresAt.Local().Format(time.DateTime)
-						}
-						switch {
-						case !t.RevokedAt.IsZero():
-							state = "revoked"
-						case !t.Valid(time.Now()):
-							state = "expired"
-						}
+						state, expires := tokenState(t.Valid(time.Now()), t.RevokedAt, t.ExpiresAt)
 						rows = append(rows, []string{t.ID, state, expires, ago(t.CreatedAt)})
 					}
 					table(g, "ID\tSTATE\tEXPIRES\tCREATED", rows)

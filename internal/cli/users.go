@@ -87,16 +87,7 @@ func tokensCmd(g *globals) *cobra.Command {
 			return show(g, func(c *client.Client) ([]*store.Token, error) { return c.Tokens(cmd.Context(), user) }, func(ts []*store.Token) {
 				var rows [][]string
 				for _, t := range ts {
-					state, expires := "valid", "never"
-					if !t.ExpiresAt.IsZero() {
-						expires = t.ExpiresAt.Local().Format(time.DateTime)
-					}
-					switch {
-					case !t.RevokedAt.IsZero():
-						state = "revoked"
-					case !t.Valid(time.Now()):
-						state = "expired"
-					}
+					state, expires := tokenState(t.Valid(time.Now()), t.RevokedAt, t.ExpiresAt)
 					rows = append(rows, []string{t.ID, t.Name, state, expires, ago(t.CreatedAt)})
 				}
 				table(g, "ID\tNAME\tSTATE\tEXPIRES\tCREATED", rows)
@@ -207,4 +198,20 @@ func memberCmds(g *globals) []*cobra.Command {
 		},
 	}
 	return []*cobra.Command{members, grant, revoke}
+}
+
+// tokenState says, for a listing, whether a token (an API or a join token)
+// is valid, revoked or expired, and when it expires.
+func tokenState(valid bool, revokedAt, expiresAt time.Time) (state, expires string) {
+	state, expires = "valid", "never"
+	if !expiresAt.IsZero() {
+		expires = expiresAt.Local().Format(time.DateTime)
+	}
+	switch {
+	case !revokedAt.IsZero():
+		state = "revoked"
+	case !valid:
+		state = "expired"
+	}
+	return state, expires
 }
