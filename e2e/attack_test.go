@@ -534,7 +534,9 @@ func (s *attack) replayedGrant(t *testing.T) {
 		t.Errorf("the replayed assignment carried %d keys", len(again.Keys))
 	}
 	b, err = runner.GetManifest(ctx, ds.ObjectID, ds.Manifest)
-	isRefused(t, "a read of the dataset with the old token", err, http.StatusConflict, "fenced")
+	// A stale token is no credential at all for data: whether the attempt
+	// exists is not the caller's to learn.
+	isRefused(t, "a read of the dataset with the old token", err, http.StatusUnauthorized, "unauthorized")
 	if b != nil {
 		t.Errorf("the read with the old token returned %d bytes", len(b))
 	}
@@ -545,10 +547,10 @@ func (s *attack) replayedGrant(t *testing.T) {
 	}
 
 	s.audited(t, mark, audit.AccessDenied, "node:"+n.id, "GET /v1/objects/"+ds.ObjectID+"/manifests/"+ds.Manifest)
+	s.audited(t, mark, audit.AccessDenied, "attempt:"+f.AttemptID, "GET /v1/objects/"+ds.ObjectID+"/manifests/"+ds.Manifest)
 	fenced, all := s.auditSince(t, mark, audit.WriteFenced, "attempt:"+f.AttemptID, f.AttemptID)
 	for _, path := range []string{
 		"/v1/agent/attempts/" + f.AttemptID + "/ranks/0/assignment",
-		"/v1/objects/" + ds.ObjectID + "/manifests/" + ds.Manifest,
 	} {
 		if !slices.ContainsFunc(fenced, func(e audit.Entry) bool { return e.Detail["path"] == path }) {
 			t.Errorf("the audit log holds no write.fenced by attempt:%s on %s; it holds:\n%s", f.AttemptID, path, entryList(all))

@@ -312,9 +312,11 @@ func (t *task) wipe() {
 			}
 		}
 		if err := t.host.iso.wipeDir(t.dir); err != nil {
-			t.log.Error("could not remove task directory", slog.String("dir", t.dir), slog.Any("err", err))
-		}
-		if t.cred != nil {
+			// What is left may hold decrypted data and belongs to the
+			// task's uid: the uid stays taken, so no later task gets it
+			// (an agent's next start cleans it up).
+			t.log.Error("could not remove task directory; its user is not given to another task", slog.String("dir", t.dir), slog.Any("err", err))
+		} else if t.cred != nil {
 			t.host.iso.uids.give(t.cred.Uid)
 		}
 	})

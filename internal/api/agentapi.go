@@ -23,6 +23,15 @@ import (
 	"lode.dev/lode/internal/wire"
 )
 
+// truncate cuts what a caller sent to at most n bytes for the audit log,
+// which anyone may otherwise fill with a long name.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
 // HashSecret is how the control plane keeps a secret it hands out (a join
 // token, a node's credential, an API token): its SHA-256, never the secret.
 func HashSecret(secret string) string { return credentialHash(secret) }
@@ -43,7 +52,7 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if pool == nil {
-		s.record(ctx, audit.NodeJoinRefused, "agent:"+r.RemoteAddr, req.Name, "", map[string]string{"reason": why})
+		s.record(ctx, audit.NodeJoinRefused, "agent:"+r.RemoteAddr, truncate(req.Name, 64), "", map[string]string{"reason": why})
 		return errorf(http.StatusUnauthorized, "unauthorized",
 			"ask the server's operator for a current token: `lode pools token POOL` makes one",
 			"the join token %s", why)
@@ -150,6 +159,15 @@ func (s *Server) checkNodeCert(r *http.Request, nodeID string) error {
 	return nil
 }
 
+// certExpired reports whether the client certificate of a mutual-TLS
+// request has expired by now.
+func (s *Server) certExpired(r *http.Request) bool {
+	if s.cfg.Authority == nil || r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+		return false
+	}
+	return s.cfg.Now().After(r.TLS.VerifiedChains[0][0].NotAfter)
+}
+
 // renewCertificate signs a certificate for a new key of a node that holds
 // a valid one: agents renew before their certificate expires.
 func (s *Server) renewCertificate(w http.ResponseWriter, r *http.Request) error {
@@ -232,6 +250,11 @@ func (s *Server) heartbeats(w http.ResponseWriter, r *http.Request) error {
 			err = badRequest("send one JSON heartbeat per line", "heartbeat stream: %v", err)
 		case err != nil:
 			return nil // the agent closed the stream, went silent or away
+		case s.certExpired(r):
+			// The stream outlives the handshake that checked the
+			// certificate; it does not outlive the certificate.
+			err = errorf(http.StatusUnauthorized, "unauthorized", "the agent renews its certificate before it expires; join again",
+				"node %s: its certificate has expired", nodeID)
 		default:
 			var reply *wire.HeartbeatReply
 			if reply, err = s.heartbeat(r.Context(), nodeID, &req); err == nil {
@@ -339,12 +362,10 @@ func (s *Server) heartbeat(ctx context.Context, nodeID string, req *wire.Heartbe
 			continue
 		}
 		// Tasks of an attempt that ended (a rank failed, the job was
-		// cancelled, a node was lost) leave the node's list at once.
-		reason := "unknown to the control plane"
-		if a, err := s.cfg.Store.AttemptGet(ctx, ref.AttemptID); err == nil {
-			reason = "attempt " + string(a.State)
-		}
-		reply.Stop = append(reply.Stop, wire.StopTask{TaskRef: ref, Reason: reason})
+		// cancelled, a node was lost), or that never were this node's,
+		// leave its list at once. What became of the attempt is not said:
+		// it may not be this node's to know.
+		reply.Stop = append(reply.Stop, wire.StopTask{TaskRef: ref, Reason: "not a task of this node's (its attempt has ended, or it never was)"})
 	}
 	return &reply, nil
 }
@@ -383,6 +404,11 @@ func (s *Server) checkGrant(ctx context.Context, a *store.Assignment) error {
 	n, err := s.cfg.Store.NodeGet(ctx, a.Task.NodeID)
 	if err != nil {
 		return err
+	}
+	// A node revoked or lost since its request was authenticated gets
+	// nothing: the check is made again where the keys leave.
+	if _, live := s.leases.Credential(n.ID); !live || (n.State != store.NodeReady && n.State != store.NodeDraining) {
+		return fmt.Errorf("node %s holds no lease: %w", n.ID, store.ErrNodeGone)
 	}
 	p, err := s.cfg.Store.PoolGet(ctx, n.PoolID)
 	if err != nil {

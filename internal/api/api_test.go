@@ -671,3 +671,48 @@ func TestJoinTokensExpireAndAreRevoked(t *testing.T) {
 		t.Errorf("join with another token of the pool: %d %s", status, body)
 	}
 }
+
+// TestWorkersWriteOnlyTheirJobsData: a node running a job may read the
+// datasets the job mounts and write the job's own data object, but never
+// write a dataset it was given to read (which would destroy it for every
+// job of the project).
+func TestWorkersWriteOnlyTheirJobsData(t *testing.T) {
+	e := newEnv(t)
+	status, body := e.do("POST", "/v1/objects", wire.CreateObject{Kind: store.ObjectDataset, Project: "default", Name: "ds"}, nil)
+	if status != 201 {
+		t.Fatalf("dataset object: %d %s", status, body)
+	}
+	var ds wire.ObjectKey
+	json.Unmarshal(body, &ds)
+	manifest := "m-" + strings.Repeat("a", 64)
+	sealed := bytes.Repeat([]byte{7}, 64) // the server cannot tell a seal from bytes of its size
+	if status, body := e.do("PUT", "/v1/objects/"+ds.ObjectID+"/manifests/"+manifest, []byte("short"), nil); status != 400 {
+		t.Errorf("a manifest too short to be sealed: %d %s; want 400", status, body)
+	}
+	if status, body := e.do("PUT", "/v1/objects/"+ds.ObjectID+"/manifests/"+manifest, sealed, nil); status != 204 {
+		t.Fatalf("dataset manifest: %d %s", status, body)
+	}
+	if status, body := e.do("POST", "/v1/datasets", wire.CommitDataset{Project: "default", Name: "ds", ObjectID: ds.ObjectID, Manifest: manifest}, nil); status != 201 {
+		t.Fatalf("commit dataset: %d %s", status, body)
+	}
+	nodeID, auth := e.join()
+	sp := validSpec()
+	sp.Datasets = []spec.Dataset{{Name: "ds", Mount: "data"}}
+	a := e.place(sp, nodeID)
+	j, err := e.store.JobGet(context.Background(), a.JobID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, body := e.do("GET", "/v1/objects/"+ds.ObjectID+"/manifests/"+manifest, nil, auth); status != 200 {
+		t.Errorf("the node reads the dataset its job mounts: %d %s", status, body)
+	}
+	if status, body := e.do("PUT", "/v1/objects/"+ds.ObjectID+"/manifests/"+manifest, sealed, auth); status != 403 {
+		t.Errorf("the node overwrites the dataset: %d %s; want 403", status, body)
+	}
+	if status, body := e.do("PUT", "/v1/objects/"+ds.ObjectID+"/chunks/"+strings.Repeat("b", 64), sealed, auth); status != 403 {
+		t.Errorf("the node writes a chunk into the dataset: %d %s; want 403", status, body)
+	}
+	if status, body := e.do("PUT", "/v1/objects/"+j.DataObject+"/manifests/"+manifest, sealed, auth); status != 204 {
+		t.Errorf("the node writes its job's data object: %d %s; want 204", status, body)
+	}
+}

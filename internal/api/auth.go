@@ -110,6 +110,10 @@ func (s *Server) authenticate(r *http.Request, a access) (*http.Request, error) 
 	case r.Header.Get(wire.HeaderAttempt) != "":
 		c.fence = store.Fence{AttemptID: r.Header.Get(wire.HeaderAttempt), Token: r.Header.Get(wire.HeaderFence)}
 		if err := s.checkFence(r.Context(), c.fence); err != nil {
+			if errors.Is(err, store.ErrFenced) {
+				// Whether the attempt exists is not the caller's to learn.
+				return r, errUnauthenticated
+			}
 			return r, err
 		}
 	default:
@@ -215,8 +219,10 @@ func visible(r *http.Request, project string) bool {
 
 // allowObject checks access to an object's data: a user by their role in
 // its project (need), a worker by a grant, that is a live task of theirs
-// whose job reads or writes the object.
-func (s *Server) allowObject(r *http.Request, o *store.Object, need core.Role) error {
+// whose job reads the object (datasets, working directory, its own data)
+// or, to write, whose own data object it is: a worker never writes a
+// dataset or a working directory it was only given to read.
+func (s *Server) allowObject(r *http.Request, o *store.Object, need core.Role, write bool) error {
 	c := callerOf(r)
 	if c.user != nil {
 		return allow(r, o.Project, need)
@@ -245,7 +251,11 @@ func (s *Server) allowObject(r *http.Request, o *store.Object, need core.Role) e
 		}
 		jobs = append(jobs, j)
 	}
-	if slices.ContainsFunc(jobs, func(j *store.Job) bool { return jobUses(j, o.ID) }) {
+	grants := func(j *store.Job) bool { return jobUses(j, o.ID) }
+	if write {
+		grants = func(j *store.Job) bool { return j.DataObject == o.ID }
+	}
+	if slices.ContainsFunc(jobs, grants) {
 		return nil
 	}
 	return errorf(http.StatusForbidden, "forbidden", "", "%s holds no grant for object %s", c, o.ID)

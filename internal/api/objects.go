@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 
 	"lode.dev/lode/internal/audit"
 	"lode.dev/lode/internal/core"
@@ -142,11 +143,16 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 // writes to objects the store does not know, so the blob store holds
 // nothing that no row accounts for.
 func (s *Server) objectFor(r *http.Request, id string) (*store.Object, error) {
+	return s.objectAccess(r, id, r.Method != http.MethodGet && r.Method != http.MethodHead && !strings.HasSuffix(r.URL.Path, "/missing"))
+}
+
+// objectAccess is objectFor for a read or a write.
+func (s *Server) objectAccess(r *http.Request, id string, write bool) (*store.Object, error) {
 	o, err := s.cfg.Store.ObjectGet(r.Context(), id)
 	if err != nil {
 		return nil, err
 	}
-	return o, s.allowObject(r, o, core.RoleMember)
+	return o, s.allowObject(r, o, core.RoleMember, write)
 }
 
 func (s *Server) putChunk(w http.ResponseWriter, r *http.Request) error {

@@ -214,7 +214,7 @@ func (s *Server) problem(r *http.Request, err error) (status int, body wire.Erro
 		ae = &apiError{status: http.StatusInsufficientStorage, body: wire.Error{Code: "no_space",
 			Message: "the control plane's blob store is out of space; the upload was not committed",
 			Hint:    "free space where the server keeps its blobs, or point --blob-url at larger storage"}}
-	case errors.Is(err, data.ErrBadName):
+	case errors.Is(err, data.ErrBadName), errors.Is(err, data.ErrBadSize):
 		ae = &apiError{status: http.StatusBadRequest, body: wire.Error{Code: "bad_request", Message: err.Error()}}
 	case errors.Is(err, context.Canceled):
 		return 0, wire.Error{}, false
@@ -235,7 +235,9 @@ func (s *Server) problem(r *http.Request, err error) (status int, body wire.Erro
 	}
 	if kind != "" {
 		who := actor(r.Context())
-		if kind == audit.NodeRefused {
+		if kind == audit.NodeRefused || who == "anonymous" {
+			// Who the refused request claimed to be, though it could not
+			// prove it: the node or attempt its headers name.
 			who = claimant(r)
 		}
 		s.record(r.Context(), kind, who, r.Method+" "+r.URL.Path, "",

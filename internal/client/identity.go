@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -142,5 +143,8 @@ func FetchCA(ctx context.Context, baseURL, fingerprint string) ([]byte, error) {
 	if !cert.IsCA || cert.KeyUsage&x509.KeyUsageCertSign == 0 {
 		return nil, errors.New("the server's CA certificate is not a CA's")
 	}
-	return b, nil
+	// Only the certificate that was checked is trusted: anything the
+	// answer held after it (another CA, slipped in by someone in between)
+	// is dropped.
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), nil
 }

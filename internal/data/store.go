@@ -23,6 +23,9 @@ var (
 	// ErrBadName says that an object ID, chunk address or manifest name is malformed. Stores
 	// refuse such names so that no caller can reach keys outside its object.
 	ErrBadName = errors.New("data: malformed object ID, chunk address or manifest name")
+	// ErrBadSize says that what was to be stored cannot be a sealed chunk
+	// or manifest: too short to hold a seal, or too long.
+	ErrBadSize = errors.New("data: not the size of a sealed chunk or manifest")
 	// ErrNoSpace says that the blob store's disk is full.
 	ErrNoSpace = errors.New("no space left on the blob store's disk")
 )
@@ -177,7 +180,7 @@ func (s *BucketStore) PutChunk(ctx context.Context, objectID, addr string, seale
 		return err
 	}
 	if len(sealed) < Overhead || len(sealed) > maxSealedChunk {
-		return fmt.Errorf("data: put chunk %s: %d bytes is not a sealed chunk (%d to %d)", addr, len(sealed), Overhead, maxSealedChunk)
+		return fmt.Errorf("data: put chunk %s: %w: %d bytes is not a sealed chunk (%d to %d)", addr, ErrBadSize, len(sealed), Overhead, maxSealedChunk)
 	}
 	return storeError("put chunk "+addr, s.write(ctx, key, sealed))
 }
@@ -202,7 +205,7 @@ func (s *BucketStore) PutManifest(ctx context.Context, objectID, name string, se
 		return err
 	}
 	if len(sealed) < Overhead || len(sealed) > maxSealedManifest {
-		return fmt.Errorf("data: put manifest %s: %d bytes is not a sealed manifest (%d to %d)", name, len(sealed), Overhead, maxSealedManifest)
+		return fmt.Errorf("data: put manifest %s: %w: %d bytes is not a sealed manifest (%d to %d)", name, ErrBadSize, len(sealed), Overhead, maxSealedManifest)
 	}
 	return storeError("put manifest "+name, s.write(ctx, key, sealed))
 }
