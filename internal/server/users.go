@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,25 +25,47 @@ import (
 // on this machine need no login.
 const AdminTokenFile = "admin.token"
 
-// bootstrapAdmin makes the first administrator and their token when the
-// server has no user yet, and returns the token's secret (empty when there
-// were users already).
+// bootstrapAdmin makes sure an administrator can sign in: when no
+// administrator holds a valid token (a first start; a start after a crash
+// in the middle of this; every admin token revoked or expired), it makes
+// the administrator "admin" if there is none and a token for them, and
+// returns the token's secret to be printed once. The token file is written
+// before the token is stored, so a crash in between leaves no valid token
+// whose secret is lost: the next start makes another.
 func (s *Server) bootstrapAdmin(ctx context.Context) (string, error) {
 	users, err := s.store.UserList(ctx)
-	if err != nil || len(users) > 0 {
+	if err != nil {
 		return "", err
 	}
 	now := time.Now().UTC()
-	u := &store.User{ID: core.NewID("user"), Name: "admin", Admin: true, CreatedAt: now}
-	if err := s.store.UserCreate(ctx, u); err != nil {
-		return "", fmt.Errorf("creating the administrator: %w", err)
+	var admin *store.User
+	for _, u := range users {
+		if !u.Admin {
+			continue
+		}
+		if u.Name == "admin" {
+			admin = u
+		}
+		tokens, err := s.store.TokenList(ctx, u.ID)
+		if err != nil {
+			return "", err
+		}
+		if slices.ContainsFunc(tokens, func(t *store.Token) bool { return t.Valid(now) }) {
+			return "", nil
+		}
+	}
+	if admin == nil {
+		admin = &store.User{ID: core.NewID("user"), Name: "admin", Admin: true, CreatedAt: now}
+		if err := s.store.UserCreate(ctx, admin); err != nil {
+			return "", fmt.Errorf("creating the administrator: %w", err)
+		}
 	}
 	id, secret, hash := api.NewToken()
-	if err := s.store.TokenCreate(ctx, &store.Token{ID: id, UserID: u.ID, Name: "bootstrap", Hash: hash, CreatedAt: now}); err != nil {
-		return "", fmt.Errorf("creating the administrator's token: %w", err)
-	}
 	if err := writeSecretFile(filepath.Join(s.cfg.DataDir, AdminTokenFile), secret+"\n"); err != nil {
 		return "", err
+	}
+	if err := s.store.TokenCreate(ctx, &store.Token{ID: id, UserID: admin.ID, Name: "bootstrap", Hash: hash, CreatedAt: now}); err != nil {
+		return "", fmt.Errorf("creating the administrator's token: %w", err)
 	}
 	return secret, nil
 }
