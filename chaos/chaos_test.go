@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"lode.dev/lode/internal/spec"
+	"lode.dev/lode/internal/wait"
 	"lode.dev/lode/internal/wire"
 )
 
@@ -292,7 +293,7 @@ func (r *run) submit(ctx context.Context, start time.Time) {
 	over := r.cfg.Span * 3 / 4
 	for i, j := range r.jobs {
 		at := start.Add(time.Duration(int64(over) * int64(i) / int64(len(r.jobs))))
-		if !sleepCtx(ctx, time.Until(at)) {
+		if !wait.Sleep(ctx, time.Until(at)) {
 			r.fail(fmt.Errorf("submitting: %w (%d of %d submitted)", ctx.Err(), i, len(r.jobs)))
 			return
 		}
@@ -358,7 +359,7 @@ func (r *run) scrape(ctx context.Context) {
 func (r *run) inject(ctx context.Context, start time.Time, faults []Fault) {
 	var wg sync.WaitGroup
 	for _, f := range faults {
-		if !sleepCtx(ctx, time.Until(start.Add(f.At))) {
+		if !wait.Sleep(ctx, time.Until(start.Add(f.At))) {
 			r.fail(fmt.Errorf("fault schedule cut short: %w", ctx.Err()))
 			break
 		}
@@ -394,14 +395,14 @@ func (r *run) apply(ctx context.Context, f Fault) event {
 		if ev.at, ev.err = a.kill(); ev.err != nil {
 			return ev
 		}
-		sleepCtx(ctx, f.For)
+		wait.Sleep(ctx, f.For)
 		ev.err = a.start()
 	case Stall:
 		ev.at = a.stall(ctx, f.For, f.Machine)
 	case Partition:
 		a.proxy.Set(f.Mode)
 		ev.at = time.Now()
-		sleepCtx(ctx, f.For)
+		wait.Sleep(ctx, f.For)
 		a.proxy.Set(Open)
 	}
 	return ev

@@ -24,6 +24,7 @@ import (
 
 	"lode.dev/lode/internal/client"
 	lodeserver "lode.dev/lode/internal/server"
+	"lode.dev/lode/internal/wait"
 )
 
 // lodeBin and trainerBin are built once for the package.
@@ -321,7 +322,7 @@ func (s *server) crash(ctx context.Context, down time.Duration) (killedAt time.T
 		s.refusedNow[i] = 0
 	}
 	s.refusedMu.Unlock()
-	sleepCtx(ctx, down) // when ctx ended, start it anyway: the checks need it
+	wait.Sleep(ctx, down) // when ctx ended, start it anyway: the checks need it
 	return killedAt, s.start()
 }
 
@@ -450,7 +451,7 @@ func (a *agent) stall(ctx context.Context, d time.Duration, machine bool) time.T
 	for _, pid := range pids {
 		_ = syscall.Kill(pid, syscall.SIGSTOP)
 	}
-	sleepCtx(ctx, d)
+	wait.Sleep(ctx, d)
 	for i := len(pids) - 1; i >= 0; i-- {
 		_ = syscall.Kill(pids[i], syscall.SIGCONT)
 	}
@@ -467,19 +468,6 @@ func (a *agent) stop(timeout time.Duration) error {
 	}
 	p.signal(syscall.SIGTERM)
 	return p.wait(timeout)
-}
-
-// sleepCtx waits d or until ctx ends; it reports whether d passed. It paces
-// the fault schedule only, never stands in for waiting on a state.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // freePort returns a loopback port nobody listens on right now.

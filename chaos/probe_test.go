@@ -8,6 +8,7 @@ import (
 
 	"lode.dev/lode/internal/client"
 	"lode.dev/lode/internal/store"
+	"lode.dev/lode/internal/wait"
 	"lode.dev/lode/internal/wire"
 )
 
@@ -32,7 +33,7 @@ func (p *probe) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		c, joined, err := p.join(ctx)
 		if err != nil {
-			if !sleepCtx(ctx, 250*time.Millisecond) {
+			if !wait.Sleep(ctx, 250*time.Millisecond) {
 				return
 			}
 			continue

@@ -15,6 +15,7 @@ import (
 	"lode.dev/lode/internal/core"
 	"lode.dev/lode/internal/spec"
 	"lode.dev/lode/internal/store"
+	"lode.dev/lode/internal/wait"
 	"lode.dev/lode/internal/wire"
 )
 
@@ -76,7 +77,7 @@ func (f *fleet) agent(ctx context.Context, node string) (*proc, error) {
 		if p != nil {
 			return p, nil
 		}
-		if !sleepCtx(ctx, pollEvery) {
+		if !wait.Sleep(ctx, pollEvery) {
 			return nil, ctx.Err()
 		}
 	}
@@ -259,7 +260,7 @@ func (r *failoverRun) worker(ctx context.Context, id string, rng *rand.Rand) err
 		}
 		// A random moment within two heartbeat periods, so the kill lands
 		// anywhere in the heartbeat cycle.
-		if !sleepCtx(ctx, 300*time.Millisecond+time.Duration(rng.Int64N(int64(2*time.Second)))) {
+		if !wait.Sleep(ctx, 300*time.Millisecond+time.Duration(rng.Int64N(int64(2*time.Second)))) {
 			return ctx.Err()
 		}
 		killedAt := time.Now()
@@ -345,7 +346,7 @@ func (r *failoverRun) waitAttempt(ctx context.Context, id string, timeout time.D
 		case ctx.Err() == nil:
 			// A slow or refused poll is retried until the timeout.
 		}
-		if !sleepCtx(ctx, pollEvery) {
+		if !wait.Sleep(ctx, pollEvery) {
 			if last == nil {
 				return nil, nil, time.Time{}, fmt.Errorf("job %s: waiting until %s: %w (last poll: %v)", id, what, ctx.Err(), err)
 			}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"lode.dev/lode/internal/wait"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -108,18 +109,18 @@ func measureFloor(b *testing.B, n int, interval, warmup, window time.Duration, s
 			context.AfterFunc(ctx, func() { c.Close() })
 			rng := rand.New(rand.NewPCG(seed, uint64(i)))
 			r := bufio.NewReader(c)
-			for wait := time.Duration(rng.Int64N(int64(interval))); sleepCtx(ctx, wait); {
+			for pause := time.Duration(rng.Int64N(int64(interval))); wait.Sleep(ctx, pause); {
 				if _, err := io.WriteString(c, floorLine); err != nil {
 					return
 				}
 				if _, err := r.ReadSlice('\n'); err != nil {
 					return
 				}
-				wait = interval - jitter + time.Duration(rng.Int64N(int64(2*jitter)+1))
+				pause = interval - jitter + time.Duration(rng.Int64N(int64(2*jitter)+1))
 			}
 		})
 	}
-	if !sleepCtx(ctx, warmup) {
+	if !wait.Sleep(ctx, warmup) {
 		b.Fatal("cancelled")
 	}
 	m, err := measure(cmd.Process.Pid, window, nil)

@@ -334,19 +334,6 @@ func envDuration(b *testing.B, name string, def time.Duration) time.Duration {
 	return d
 }
 
-// sleepCtx sleeps for d or until ctx ends; it reports whether it slept the
-// whole time.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
 // once notes that the experiment runs once per invocation whatever b.N is.
 func once(b *testing.B) {
 	if b.N > 1 {

@@ -19,6 +19,7 @@ import (
 
 	"lode.dev/lode/internal/client"
 	"lode.dev/lode/internal/store"
+	"lode.dev/lode/internal/wait"
 	"lode.dev/lode/internal/wire"
 )
 
@@ -110,7 +111,7 @@ func BenchmarkHeartbeatLoad(b *testing.B) {
 	}
 	joinTook := time.Since(joinStart)
 	s.phase.Store(warmUp)
-	if !sleepCtx(ctx, warmup) {
+	if !wait.Sleep(ctx, warmup) {
 		b.Fatal("cancelled during warm-up")
 	}
 	s.phase.Store(inWindow)
@@ -304,7 +305,7 @@ func (s *sim) beat(ctx context.Context, i int, node string, c *client.Client) {
 		interval = time.Second
 	}
 	req := &wire.Heartbeat{Tasks: []wire.TaskRef{}}
-	wait := time.Duration(rng.Int64N(int64(interval)))
+	pause := time.Duration(rng.Int64N(int64(interval)))
 	var lat []time.Duration
 	defer func() {
 		s.mu.Lock()
@@ -317,7 +318,7 @@ func (s *sim) beat(ctx context.Context, i int, node string, c *client.Client) {
 			beats.Close()
 		}
 	}()
-	for sleepCtx(ctx, wait) {
+	for wait.Sleep(ctx, pause) {
 		start := time.Now()
 		var err error
 		if beats == nil {
@@ -351,7 +352,7 @@ func (s *sim) beat(ctx context.Context, i int, node string, c *client.Client) {
 			s.lastErr = err
 			s.mu.Unlock()
 		}
-		wait = interval - jitter + time.Duration(rng.Int64N(int64(2*jitter)+1))
+		pause = interval - jitter + time.Duration(rng.Int64N(int64(2*jitter)+1))
 	}
 }
 

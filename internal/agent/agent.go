@@ -20,6 +20,7 @@ import (
 	"lode.dev/lode/internal/client"
 	"lode.dev/lode/internal/core"
 	"lode.dev/lode/internal/store"
+	"lode.dev/lode/internal/wait"
 	"lode.dev/lode/internal/wire"
 )
 
@@ -172,7 +173,7 @@ func (a *Agent) drainAndLeave(c *client.Client, joined *wire.Joined) {
 					reply.Start = nil // a draining node starts nothing
 					a.apply(c, reply)
 				}
-				if !sleep(ctx, interval) {
+				if !wait.Sleep(ctx, interval) {
 					break
 				}
 			}
@@ -211,17 +212,17 @@ func (a *Agent) join(ctx context.Context) (*client.Client, *wire.Joined, error) 
 		if ctx.Err() != nil {
 			return nil, nil, ctx.Err()
 		}
-		wait := b.next()
+		pause := b.next()
 		switch {
 		case client.IsUnauthorized(err):
 			a.log.Error("the server refused the join token; check --join-token (the server prints it at first start; `lode pools token POOL` shows it)",
-				slog.Duration("retry_in", wait))
+				slog.Duration("retry_in", pause))
 		case errors.Is(err, client.ErrUnreachable):
-			a.log.Warn("cannot reach the server; is it running, and is --server right?", slog.Any("err", err), slog.Duration("retry_in", wait))
+			a.log.Warn("cannot reach the server; is it running, and is --server right?", slog.Any("err", err), slog.Duration("retry_in", pause))
 		default:
-			a.log.Error("join failed", slog.Any("err", err), slog.Duration("retry_in", wait))
+			a.log.Error("join failed", slog.Any("err", err), slog.Duration("retry_in", pause))
 		}
-		if !sleep(ctx, wait) {
+		if !wait.Sleep(ctx, pause) {
 			return nil, nil, ctx.Err()
 		}
 	}
@@ -462,16 +463,4 @@ func (b *backoff) next() time.Duration {
 		b.cur = min(b.cur*2, b.max)
 	}
 	return b.cur/2 + rand.N(b.cur/2+1)
-}
-
-// sleep waits d or until ctx ends; it reports whether the full wait passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"lode.dev/lode/internal/client"
 	"lode.dev/lode/internal/store"
+	"lode.dev/lode/internal/wait"
 	"lode.dev/lode/internal/wire"
 )
 
@@ -152,7 +153,7 @@ func fetchAssignment(ctx context.Context, c *client.Client, f store.Fence, rank 
 		if tries == 0 {
 			log.Warn("server unreachable; retrying", slog.Any("err", err))
 		}
-		if !sleep(ctx, b.next()) {
+		if !wait.Sleep(ctx, b.next()) {
 			return nil, fmt.Errorf("fetching the assignment of attempt %s rank %d: %w", f.AttemptID, rank, err)
 		}
 	}

@@ -23,6 +23,7 @@ import (
 	"lode.dev/lode/internal/core"
 	"lode.dev/lode/internal/data"
 	"lode.dev/lode/internal/store"
+	"lode.dev/lode/internal/wait"
 	"lode.dev/lode/internal/wire"
 )
 
@@ -252,7 +253,7 @@ func (t *task) finish(ctx context.Context, state core.TaskState, code int, msg s
 			t.log.Info("task ended", slog.String("state", string(state)), slog.Int("exit_code", code))
 			return
 		}
-		if !sleep(ctx, b.next()) {
+		if !wait.Sleep(ctx, b.next()) {
 			return
 		}
 	}
@@ -690,7 +691,7 @@ func (t *task) sendLog(ctx context.Context, stream store.LogStream, b []byte) er
 		case errors.Is(err, store.ErrFenced):
 			return errFenced
 		case errors.Is(err, client.ErrUnreachable) && attempt < 20:
-			if !sleep(ctx, bo.next()) {
+			if !wait.Sleep(ctx, bo.next()) {
 				return ctx.Err()
 			}
 		default:

@@ -15,6 +15,7 @@ import (
 	"lode.dev/lode/internal/core"
 	"lode.dev/lode/internal/spec"
 	"lode.dev/lode/internal/store"
+	"lode.dev/lode/internal/wait"
 	"lode.dev/lode/internal/wire"
 )
 
@@ -186,7 +187,7 @@ func follow(ctx context.Context, g *globals, c *client.Client, id string, cancel
 			return err
 		}
 		fmt.Fprintf(g.errOut, "lode: lost the log stream (%v); retrying\n", err)
-		if !sleep(ctx, b) {
+		if !wait.Sleep(ctx, b) {
 			continue
 		}
 		b = min(b*2, 5*time.Second)
@@ -234,15 +235,4 @@ func localFlag(local bool) string {
 		return " --local"
 	}
 	return ""
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -24,6 +24,7 @@ import (
 
 	"lode.dev/lode/internal/data"
 	"lode.dev/lode/internal/store"
+	"lode.dev/lode/internal/wait"
 	"lode.dev/lode/internal/wire"
 )
 
@@ -274,19 +275,17 @@ func (c *Client) Health(ctx context.Context) error {
 func (c *Client) SubmitJob(ctx context.Context, req *wire.SubmitJob) (*wire.JobDetail, error) {
 	h := http.Header{wire.HeaderIdempotencyKey: {"submit-" + rand.Text()}}
 	deadline := time.Now().Add(submitRetryFor)
-	wait := 250 * time.Millisecond
+	pause := 250 * time.Millisecond
 	for {
 		var out wire.JobDetail
 		err := c.callWith(ctx, "POST", "/v1/jobs", h, req, &out)
-		if err == nil || !errors.Is(err, ErrUnreachable) || time.Now().Add(wait).After(deadline) {
+		if err == nil || !errors.Is(err, ErrUnreachable) || time.Now().Add(pause).After(deadline) {
 			return &out, err
 		}
-		select {
-		case <-ctx.Done():
+		if !wait.Sleep(ctx, pause) {
 			return nil, ctx.Err()
-		case <-time.After(wait):
 		}
-		wait = min(2*wait, 4*time.Second)
+		pause = min(2*pause, 4*time.Second)
 	}
 }
 

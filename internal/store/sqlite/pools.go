@@ -448,22 +448,9 @@ func (s *Store) NodeDrain(ctx context.Context, p *store.NodeDrainParams) ([]stri
 		if p.Undo {
 			return nil
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT DISTINCT a.id FROM tasks t JOIN attempts a ON a.id = t.attempt_id
+		if asked, err = queryStrings(ctx, tx, `SELECT DISTINCT a.id FROM tasks t JOIN attempts a ON a.id = t.attempt_id
 			WHERE t.node_id = ? AND t.state IN (?, ?) AND a.state IN (?, ?) ORDER BY a.id`,
-			n.ID, core.TaskAssigned, core.TaskRunning, core.AttemptPlaced, core.AttemptRunning)
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return err
-			}
-			asked = append(asked, id)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+			n.ID, core.TaskAssigned, core.TaskRunning, core.AttemptPlaced, core.AttemptRunning); err != nil {
 			return err
 		}
 		for _, id := range asked {
@@ -490,25 +477,16 @@ func goneNodes(ctx context.Context, tx *sql.Tx, nodes []*store.Node, state store
 		if _, err := tx.ExecContext(ctx, `UPDATE nodes SET state = ? WHERE id = ?`, state, n.ID); err != nil {
 			return err
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT DISTINCT attempt_id FROM tasks WHERE node_id = ? AND state IN (?, ?)
+		ids, err := queryStrings(ctx, tx, `SELECT DISTINCT attempt_id FROM tasks WHERE node_id = ? AND state IN (?, ?)
 			ORDER BY attempt_id`, n.ID, core.TaskAssigned, core.TaskRunning)
 		if err != nil {
 			return err
 		}
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return err
-			}
+		for _, id := range ids {
 			if !seen[id] {
 				seen[id] = true
 				attempts = append(attempts, id)
 			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE tasks SET state = ?, message = ?, ended_at = ?
 			WHERE node_id = ? AND state IN (?, ?)`,
