@@ -9,7 +9,6 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
-	"strings"
 
 	"lode.dev/lode/internal/audit"
 	"lode.dev/lode/internal/core"
@@ -118,7 +117,7 @@ func (s *Server) missingChunks(w http.ResponseWriter, r *http.Request) error {
 	if len(req.Addrs) > 10000 {
 		return badRequest("ask in batches of at most 10000", "too many addresses: %d", len(req.Addrs))
 	}
-	if _, err := s.objectFor(r, r.PathValue("id")); err != nil {
+	if _, err := s.objectFor(r, r.PathValue("id"), false); err != nil {
 		return err
 	}
 	missing, err := s.cfg.Chunks.MissingChunks(r.Context(), r.PathValue("id"), req.Addrs)
@@ -138,16 +137,11 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 	return b, err
 }
 
-// objectFor reads an object whose data the caller may read and write: a
-// member of its project, or a worker with a grant for it. It also refuses
-// writes to objects the store does not know, so the blob store holds
-// nothing that no row accounts for.
-func (s *Server) objectFor(r *http.Request, id string) (*store.Object, error) {
-	return s.objectAccess(r, id, r.Method != http.MethodGet && r.Method != http.MethodHead && !strings.HasSuffix(r.URL.Path, "/missing"))
-}
-
-// objectAccess is objectFor for a read or a write.
-func (s *Server) objectAccess(r *http.Request, id string, write bool) (*store.Object, error) {
+// objectFor reads an object whose data the caller may read, or with write
+// also write: a member of its project, or a worker with a grant for it. It
+// also refuses writes to objects the store does not know, so the blob store
+// holds nothing that no row accounts for.
+func (s *Server) objectFor(r *http.Request, id string, write bool) (*store.Object, error) {
 	o, err := s.cfg.Store.ObjectGet(r.Context(), id)
 	if err != nil {
 		return nil, err
@@ -160,7 +154,7 @@ func (s *Server) putChunk(w http.ResponseWriter, r *http.Request) error {
 	if err := data.CheckChunkName(id, r.PathValue("addr")); err != nil {
 		return err
 	}
-	if _, err := s.objectFor(r, id); err != nil {
+	if _, err := s.objectFor(r, id, true); err != nil {
 		return err
 	}
 	b, err := readBody(r, maxChunk)
@@ -178,7 +172,7 @@ func (s *Server) getChunk(w http.ResponseWriter, r *http.Request) error {
 	if err := data.CheckChunkName(r.PathValue("id"), r.PathValue("addr")); err != nil {
 		return err
 	}
-	if _, err := s.objectFor(r, r.PathValue("id")); err != nil {
+	if _, err := s.objectFor(r, r.PathValue("id"), false); err != nil {
 		return err
 	}
 	b, err := s.cfg.Chunks.GetChunk(r.Context(), r.PathValue("id"), r.PathValue("addr"))
@@ -195,7 +189,7 @@ func (s *Server) putManifest(w http.ResponseWriter, r *http.Request) error {
 	if err := data.CheckManifestName(id, r.PathValue("name")); err != nil {
 		return err
 	}
-	if _, err := s.objectFor(r, id); err != nil {
+	if _, err := s.objectFor(r, id, true); err != nil {
 		return err
 	}
 	b, err := readBody(r, maxManifest)
@@ -213,7 +207,7 @@ func (s *Server) getManifest(w http.ResponseWriter, r *http.Request) error {
 	if err := data.CheckManifestName(r.PathValue("id"), r.PathValue("name")); err != nil {
 		return err
 	}
-	if _, err := s.objectFor(r, r.PathValue("id")); err != nil {
+	if _, err := s.objectFor(r, r.PathValue("id"), false); err != nil {
 		return err
 	}
 	b, err := s.cfg.Chunks.GetManifest(r.Context(), r.PathValue("id"), r.PathValue("name"))
